@@ -1,0 +1,3 @@
+//! placeholder
+/// The version of this crate.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
