@@ -1,0 +1,543 @@
+//! One Conductor server: polls, updates (update-v2 with per-server detection, falling back to
+//! `POST /api/tasks`), lease extension, task logs and task-definition registration, with token
+//! auth when the server has it.
+
+mod auth;
+
+use std::fmt;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode, header};
+
+use crate::api::{ErrorResponse, Task, TaskDef, TaskResult};
+use crate::config::{RuntimeOptions, ServerConfig};
+use crate::error::{Error, Result};
+use auth::TokenManager;
+
+/// Which server a task came from: an index into the runtime's server list. Every task carries
+/// one, and its results, lease extensions and logs go to that server and no other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ServerId(pub usize);
+
+impl fmt::Display for ServerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "server#{}", self.0)
+    }
+}
+
+/// What the server said to a result.
+#[derive(Debug, Clone, PartialEq)]
+pub enum UpdateOutcome {
+    /// Accepted. With update-v2, `next` is the next task of the same type, already polled for
+    /// this worker: run it without polling.
+    Delivered {
+        /// The next task, if the server handed one out.
+        next: Option<Task>,
+    },
+    /// The server does not know the task (404): it was deleted, or its workflow is gone.
+    /// Retrying cannot help.
+    TaskGone,
+}
+
+const V2_UNKNOWN: u8 = 0;
+const V2_PRESENT: u8 = 1;
+const V2_MISSING: u8 = 2;
+
+/// Whether a server has `POST /api/tasks/update-v2`, as far as this client has seen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpdateV2 {
+    /// Not used yet.
+    Unknown,
+    /// Answered normally.
+    Present,
+    /// The route is missing (an old server); results go to `POST /api/tasks`.
+    Missing,
+}
+
+/// A client for one server.
+pub struct ServerClient {
+    id: ServerId,
+    url: String,
+    http: reqwest::Client,
+    auth: Option<TokenManager>,
+    update_v2: AtomicU8,
+    request_timeout: Duration,
+    poll_grace: Duration,
+}
+
+impl fmt::Debug for ServerClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerClient")
+            .field("id", &self.id)
+            .field("url", &self.url)
+            .field("auth", &self.auth.is_some())
+            .field("update_v2", &self.update_v2())
+            .finish()
+    }
+}
+
+/// The text of an error and its causes (reqwest's own message stops at the outermost layer,
+/// which hides "connection refused" behind "error sending request").
+pub(crate) fn error_text(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let s_text = s.to_string();
+        if !text.contains(&s_text) {
+            text.push_str(": ");
+            text.push_str(&s_text);
+        }
+        source = s.source();
+    }
+    text
+}
+
+/// Installs ring as rustls' crypto provider once per process (reqwest is built without one
+/// to keep the build lean). Ignored if the host application installed another.
+fn install_crypto_provider() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
+fn is_loopback(url: &reqwest::Url) -> bool {
+    let host = url.host_str().unwrap_or("");
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host == "localhost"
+        || host.ends_with(".localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+impl ServerClient {
+    /// A client for `config`, the `id`-th server of the runtime.
+    pub fn new(id: ServerId, config: &ServerConfig, options: &RuntimeOptions) -> Result<Self> {
+        install_crypto_provider();
+        let parsed = reqwest::Url::parse(&config.url)
+            .map_err(|e| Error::config("server url", &config.url, e.to_string()))?;
+        if config.credentials.is_some() && parsed.scheme() == "http" && !is_loopback(&parsed) {
+            tracing::warn!(
+                server = %config.url,
+                "sending credentials over plain http:// to a host that is not loopback: use https://"
+            );
+        }
+        let mut builder = reqwest::Client::builder()
+            .connect_timeout(options.connect_timeout)
+            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(256)
+            .tcp_nodelay(true)
+            .user_agent(concat!("conductor-worker/", env!("CARGO_PKG_VERSION")));
+        if let Some(path) = &options.ca_bundle {
+            let pem = std::fs::read(path).map_err(|e| {
+                Error::config("ca_bundle", path.display().to_string(), e.to_string())
+            })?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+                Error::config("ca_bundle", path.display().to_string(), e.to_string())
+            })?;
+            if certs.is_empty() {
+                return Err(Error::config(
+                    "ca_bundle",
+                    path.display().to_string(),
+                    "the file holds no PEM certificate",
+                ));
+            }
+            builder = builder.tls_certs_merge(certs);
+        }
+        let http = builder.build().map_err(|e| {
+            Error::config(
+                "server url",
+                &config.url,
+                format!("HTTP client: {}", error_text(&e)),
+            )
+        })?;
+        let auth = config
+            .credentials
+            .clone()
+            .map(|c| TokenManager::new(c, options.auth_backoff, options.token_refresh_interval));
+        Ok(Self {
+            id,
+            url: config.url.clone(),
+            http,
+            auth,
+            update_v2: AtomicU8::new(V2_UNKNOWN),
+            request_timeout: options.request_timeout,
+            poll_grace: options.poll_grace,
+        })
+    }
+
+    /// This server's id.
+    pub fn id(&self) -> ServerId {
+        self.id
+    }
+
+    /// This server's base URL.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// What this client knows about update-v2 on this server.
+    pub fn update_v2(&self) -> UpdateV2 {
+        match self.update_v2.load(Ordering::Relaxed) {
+            V2_PRESENT => UpdateV2::Present,
+            V2_MISSING => UpdateV2::Missing,
+            _ => UpdateV2::Unknown,
+        }
+    }
+
+    /// Sends one request with auth; on 401/403 `EXPIRED_TOKEN`/`INVALID_TOKEN` the token is
+    /// refreshed and the request sent once more.
+    async fn send(
+        &self,
+        endpoint: &'static str,
+        method: Method,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Option<(&'static str, Vec<u8>)>,
+        timeout: Duration,
+    ) -> Result<reqwest::Response> {
+        let url = format!("{}{}", self.url, path);
+        for attempt in 0..2 {
+            let token = match &self.auth {
+                Some(auth) => {
+                    auth.token(&self.http, &self.url, self.request_timeout)
+                        .await?
+                }
+                None => None,
+            };
+            let mut request = self.http.request(method.clone(), &url).timeout(timeout);
+            if !query.is_empty() {
+                request = request.query(query);
+            }
+            if let Some((content_type, bytes)) = &body {
+                request = request
+                    .header(header::CONTENT_TYPE, *content_type)
+                    .body(bytes.clone());
+            }
+            if let Some(token) = &token {
+                request = request.header("X-Authorization", token);
+            }
+            let response = request.send().await.map_err(|e| Error::Transport {
+                server: self.url.clone(),
+                timed_out: e.is_timeout(),
+                message: error_text(&e),
+            })?;
+            let status = response.status();
+            if (status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN)
+                && let (Some(auth), Some(token)) = (&self.auth, &token)
+            {
+                let body = response.bytes().await.unwrap_or_default();
+                let error = serde_json::from_slice::<ErrorResponse>(&body)
+                    .ok()
+                    .and_then(|e| e.error)
+                    .unwrap_or_default();
+                if error == "EXPIRED_TOKEN" || error == "INVALID_TOKEN" {
+                    auth.invalidate(token).await;
+                    if attempt == 0 {
+                        tracing::debug!(server = %self.url, endpoint, %error, "refreshing the token");
+                        continue;
+                    }
+                }
+                return Err(Error::Auth {
+                    server: self.url.clone(),
+                    message: format!("{endpoint} answered {status} {error}"),
+                    retry_in: Duration::from_secs(1),
+                });
+            }
+            return Ok(response);
+        }
+        unreachable!("the loop returns on its second pass")
+    }
+
+    async fn status_error(&self, endpoint: &'static str, response: reqwest::Response) -> Error {
+        let status = response.status().as_u16();
+        let body = response.bytes().await.unwrap_or_default();
+        let text = String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned();
+        Error::Status {
+            server: self.url.clone(),
+            endpoint,
+            status,
+            body: text,
+        }
+    }
+
+    fn decode_error(&self, endpoint: &'static str, e: impl fmt::Display) -> Error {
+        Error::Decode {
+            server: self.url.clone(),
+            endpoint,
+            message: e.to_string(),
+        }
+    }
+
+    /// Batch poll: up to `count` tasks of `task_type`, the server holding the request open up
+    /// to `long_poll` (clamped to its 5 s maximum) while there are none.
+    pub async fn batch_poll(
+        &self,
+        task_type: &str,
+        domain: Option<&str>,
+        worker_id: &str,
+        count: usize,
+        long_poll: Duration,
+    ) -> Result<Vec<Task>> {
+        const ENDPOINT: &str = "batch poll";
+        let long_poll = long_poll.min(Duration::from_secs(5));
+        let count = count.to_string();
+        let timeout_ms = long_poll.as_millis().to_string();
+        let mut query = vec![
+            ("workerid", worker_id),
+            ("count", &count),
+            ("timeout", &timeout_ms),
+        ];
+        if let Some(domain) = domain {
+            query.push(("domain", domain));
+        }
+        let path = format!("/tasks/poll/batch/{}", path_segment(task_type));
+        let response = self
+            .send(
+                ENDPOINT,
+                Method::GET,
+                &path,
+                &query,
+                None,
+                long_poll + self.poll_grace,
+            )
+            .await?;
+        match response.status() {
+            StatusCode::OK => {}
+            // Some server versions answer an empty batch poll with 204 (conductor-api.md §4.1).
+            StatusCode::NO_CONTENT => return Ok(Vec::new()),
+            _ => return Err(self.status_error(ENDPOINT, response).await),
+        }
+        let body = response.bytes().await.map_err(|e| Error::Transport {
+            server: self.url.clone(),
+            timed_out: e.is_timeout(),
+            message: error_text(&e),
+        })?;
+        if body.is_empty() {
+            return Ok(Vec::new());
+        }
+        serde_json::from_slice(&body).map_err(|e| self.decode_error(ENDPOINT, e))
+    }
+
+    /// Sends a result: update-v2 while the server has it, else `POST /api/tasks`.
+    ///
+    /// A 404 from update-v2 is ambiguous: an unknown task, or an old server without the route.
+    /// Conductor's "task not found" carries an `ErrorResponse` with a message; when the body
+    /// does not settle it, the result is sent to `POST /api/tasks`, and only if that accepts it
+    /// is update-v2 marked missing. So one unknown task never switches update-v2 off.
+    pub async fn update(&self, result: &TaskResult) -> Result<UpdateOutcome> {
+        const ENDPOINT: &str = "update-v2";
+        if result.extend_lease || self.update_v2.load(Ordering::Relaxed) == V2_MISSING {
+            return self.update_v1(result).await;
+        }
+        let body = serde_json::to_vec(result).map_err(|e| self.decode_error(ENDPOINT, e))?;
+        let response = self
+            .send(
+                ENDPOINT,
+                Method::POST,
+                "/tasks/update-v2",
+                &[],
+                Some(("application/json", body)),
+                self.request_timeout,
+            )
+            .await?;
+        match response.status() {
+            StatusCode::OK => {
+                self.update_v2.store(V2_PRESENT, Ordering::Relaxed);
+                let bytes = response.bytes().await.map_err(|e| Error::Transport {
+                    server: self.url.clone(),
+                    timed_out: e.is_timeout(),
+                    message: error_text(&e),
+                })?;
+                if bytes.iter().all(u8::is_ascii_whitespace) {
+                    return Ok(UpdateOutcome::Delivered { next: None });
+                }
+                // The result was accepted; an undecodable next task must not turn that into a
+                // failure (which would resend the result). The server re-offers it after its
+                // response timeout.
+                let next = match serde_json::from_slice::<Task>(&bytes) {
+                    Ok(task) => Some(task),
+                    Err(e) => {
+                        tracing::warn!(server = %self.url, error = %e, "update-v2 returned an undecodable next task");
+                        None
+                    }
+                };
+                Ok(UpdateOutcome::Delivered { next })
+            }
+            StatusCode::NO_CONTENT => {
+                self.update_v2.store(V2_PRESENT, Ordering::Relaxed);
+                Ok(UpdateOutcome::Delivered { next: None })
+            }
+            StatusCode::METHOD_NOT_ALLOWED => {
+                self.mark_v2_missing(405);
+                self.update_v1(result).await
+            }
+            StatusCode::NOT_FOUND => {
+                let body = response.bytes().await.unwrap_or_default();
+                if is_task_not_found(&body) {
+                    return Ok(UpdateOutcome::TaskGone);
+                }
+                let outcome = self.update_v1(result).await?;
+                if matches!(outcome, UpdateOutcome::Delivered { .. }) {
+                    self.mark_v2_missing(404);
+                }
+                Ok(outcome)
+            }
+            _ => Err(self.status_error(ENDPOINT, response).await),
+        }
+    }
+
+    fn mark_v2_missing(&self, status: u16) {
+        if self.update_v2.swap(V2_MISSING, Ordering::Relaxed) != V2_MISSING {
+            tracing::info!(server = %self.url, status, "update-v2 is missing on this server: using POST /api/tasks");
+        }
+    }
+
+    /// Sends a result with `POST /api/tasks`.
+    pub async fn update_v1(&self, result: &TaskResult) -> Result<UpdateOutcome> {
+        const ENDPOINT: &str = "update";
+        let body = serde_json::to_vec(result).map_err(|e| self.decode_error(ENDPOINT, e))?;
+        let response = self
+            .send(
+                ENDPOINT,
+                Method::POST,
+                "/tasks",
+                &[],
+                Some(("application/json", body)),
+                self.request_timeout,
+            )
+            .await?;
+        match response.status() {
+            s if s.is_success() => Ok(UpdateOutcome::Delivered { next: None }),
+            StatusCode::NOT_FOUND => Ok(UpdateOutcome::TaskGone),
+            _ => Err(self.status_error(ENDPOINT, response).await),
+        }
+    }
+
+    /// Extends the lease of a running task (its response timeout starts again).
+    pub async fn extend_lease(&self, task_id: &str, workflow_id: &str) -> Result<UpdateOutcome> {
+        self.update_v1(&TaskResult::lease_extension(task_id, workflow_id))
+            .await
+    }
+
+    /// Appends a line to a task's execution log at once (results carry their own log lines;
+    /// this is for progress reports during a long task).
+    pub async fn add_log(&self, task_id: &str, line: &str) -> Result<()> {
+        const ENDPOINT: &str = "add task log";
+        let path = format!("/tasks/{}/log", path_segment(task_id));
+        let response = self
+            .send(
+                ENDPOINT,
+                Method::POST,
+                &path,
+                &[],
+                Some(("text/plain", line.as_bytes().to_vec())),
+                self.request_timeout,
+            )
+            .await?;
+        if response.status().is_success() {
+            Ok(())
+        } else {
+            Err(self.status_error(ENDPOINT, response).await)
+        }
+    }
+
+    /// Registers (creates or replaces) task definitions.
+    pub async fn register_task_defs(&self, defs: &[TaskDef]) -> Result<()> {
+        const ENDPOINT: &str = "register task definitions";
+        let body = serde_json::to_vec(defs).map_err(|e| self.decode_error(ENDPOINT, e))?;
+        let response = self
+            .send(
+                ENDPOINT,
+                Method::POST,
+                "/metadata/taskdefs",
+                &[],
+                Some(("application/json", body)),
+                self.request_timeout,
+            )
+            .await?;
+        if response.status().is_success() {
+            Ok(())
+        } else {
+            Err(self.status_error(ENDPOINT, response).await)
+        }
+    }
+
+    /// The task with `task_id`, or `None` if the server does not know it.
+    pub async fn get_task(&self, task_id: &str) -> Result<Option<Task>> {
+        const ENDPOINT: &str = "get task";
+        let path = format!("/tasks/{}", path_segment(task_id));
+        let response = self
+            .send(
+                ENDPOINT,
+                Method::GET,
+                &path,
+                &[],
+                None,
+                self.request_timeout,
+            )
+            .await?;
+        match response.status() {
+            StatusCode::OK => {
+                let bytes = response.bytes().await.map_err(|e| Error::Transport {
+                    server: self.url.clone(),
+                    timed_out: e.is_timeout(),
+                    message: error_text(&e),
+                })?;
+                serde_json::from_slice(&bytes)
+                    .map(Some)
+                    .map_err(|e| self.decode_error(ENDPOINT, e))
+            }
+            StatusCode::NOT_FOUND => Ok(None),
+            _ => Err(self.status_error(ENDPOINT, response).await),
+        }
+    }
+}
+
+/// Conductor's `NotFoundException` body: an `ErrorResponse` whose message is about a task
+/// ("No such task found by id: …"). A missing route answers with Spring's default body
+/// (`{"error":"Not Found","path":…}`), HTML or nothing.
+fn is_task_not_found(body: &[u8]) -> bool {
+    serde_json::from_slice::<ErrorResponse>(body)
+        .ok()
+        .and_then(|e| e.message)
+        .is_some_and(|m| m.to_ascii_lowercase().contains("task"))
+}
+
+/// Percent-encodes one path segment.
+fn path_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b':' | b'@') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn not_found_bodies() {
+        assert!(is_task_not_found(
+            br#"{"status":404,"message":"No such task found by id: abc","instance":"x","retryable":false}"#
+        ));
+        assert!(!is_task_not_found(
+            br#"{"timestamp":"2026","status":404,"error":"Not Found","path":"/api/tasks/update-v2"}"#
+        ));
+        assert!(!is_task_not_found(b""));
+        assert!(!is_task_not_found(b"<html>Not Found</html>"));
+    }
+
+    #[test]
+    fn path_segments_are_encoded() {
+        assert_eq!(path_segment("send email/x"), "send%20email%2Fx");
+        assert_eq!(path_segment("greet-v2.x"), "greet-v2.x");
+    }
+}

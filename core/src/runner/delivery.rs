@@ -1,0 +1,413 @@
+//! The update pipeline: results are accepted without blocking, sent on the runtime's threads,
+//! retried with backoff and jitter until the server accepts them or says the task is gone, and
+//! journalled when they cannot be delivered (first failure, or the runtime stopping).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use tokio::runtime::Handle;
+use tokio::sync::Notify;
+use tokio::task::AbortHandle;
+
+use super::WorkerInner;
+use crate::api::{Task, TaskResult};
+use crate::backoff::Backoff;
+use crate::client::{ServerClient, ServerId, UpdateOutcome};
+use crate::journal::{Journal, JournalEntry};
+use crate::telemetry::metrics::Registry;
+use crate::telemetry::{Event, EventBus};
+
+struct Pending {
+    server: ServerId,
+    result: Arc<TaskResult>,
+    journal_id: Option<String>,
+    abort: Option<AbortHandle>,
+}
+
+/// All results on their way to a server.
+pub(crate) struct Deliveries {
+    handle: Handle,
+    servers: Arc<Vec<Arc<ServerClient>>>,
+    journal: Option<Journal>,
+    backoff: Backoff,
+    events: Arc<EventBus>,
+    metrics: Arc<Registry>,
+    pending: Mutex<HashMap<u64, Pending>>,
+    next_id: AtomicU64,
+    killed: AtomicBool,
+    drained: Notify,
+    journal_removals: Mutex<Vec<String>>,
+    removal_scheduled: AtomicBool,
+}
+
+/// What a delivery needs to know about the worker its task came from.
+pub(crate) struct Origin {
+    pub(crate) worker: Weak<WorkerInner>,
+    pub(crate) task_type: String,
+}
+
+impl Deliveries {
+    pub(crate) fn new(
+        handle: Handle,
+        servers: Arc<Vec<Arc<ServerClient>>>,
+        journal: Option<Journal>,
+        backoff: Backoff,
+        events: Arc<EventBus>,
+        metrics: Arc<Registry>,
+    ) -> Self {
+        Self {
+            handle,
+            servers,
+            journal,
+            backoff,
+            events,
+            metrics,
+            pending: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(0),
+            killed: AtomicBool::new(false),
+            drained: Notify::new(),
+            journal_removals: Mutex::new(Vec::new()),
+            removal_scheduled: AtomicBool::new(false),
+        }
+    }
+
+    /// Results not yet delivered.
+    pub(crate) fn pending(&self) -> usize {
+        self.pending.lock().map(|p| p.len()).unwrap_or(0)
+    }
+
+    /// Queues `result` for the server `server`. Never blocks.
+    pub(crate) fn submit(
+        self: &Arc<Self>,
+        server: ServerId,
+        result: TaskResult,
+        origin: Origin,
+        journal_id: Option<String>,
+    ) {
+        if self.killed.load(Ordering::Acquire) {
+            // After kill nothing is sent any more; the journal keeps it for the next start.
+            self.journal_now(server, &result, journal_id.as_deref());
+            return;
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let result = Arc::new(result);
+        let Ok(mut pending) = self.pending.lock() else {
+            return;
+        };
+        pending.insert(
+            id,
+            Pending {
+                server,
+                result: Arc::clone(&result),
+                journal_id,
+                abort: None,
+            },
+        );
+        self.metrics.pending_updates.fetch_add(1, Ordering::Relaxed);
+        let task = self
+            .handle
+            .spawn(Arc::clone(self).deliver(id, server, result, origin));
+        if let Some(entry) = pending.get_mut(&id) {
+            entry.abort = Some(task.abort_handle());
+        }
+    }
+
+    /// Hands a task that no executor will run back to its server (`IN_PROGRESS`, callback 0:
+    /// the server queues it again at once for any worker).
+    pub(crate) fn give_back(self: &Arc<Self>, server: ServerId, task: &Task, origin: Origin) {
+        let result = TaskResult::in_progress(&task.task_id, &task.workflow_instance_id, 0);
+        self.submit(server, result, origin, None);
+    }
+
+    async fn deliver(
+        self: Arc<Self>,
+        id: u64,
+        server_id: ServerId,
+        result: Arc<TaskResult>,
+        origin: Origin,
+    ) {
+        let Some(server) = self.servers.get(server_id.0).cloned() else {
+            tracing::error!(%server_id, task_id = %result.task_id, "result for an unknown server dropped");
+            self.finish(id);
+            return;
+        };
+        let worker = origin.worker.upgrade();
+        let metrics = worker.as_ref().map(|w| Arc::clone(&w.metrics));
+        drop(worker);
+        let span = tracing::debug_span!("update", task_type = %origin.task_type, task_id = %result.task_id, server = %server.url());
+        let _guard = span.enter();
+        let mut attempt: u32 = 0;
+        loop {
+            attempt += 1;
+            let started = Instant::now();
+            let outcome = server.update(&result).await;
+            if let Some(m) = &metrics {
+                m.update_time.observe(started.elapsed());
+            }
+            match outcome {
+                Ok(UpdateOutcome::Delivered { next }) => {
+                    if let Some(task) = next {
+                        match origin.worker.upgrade() {
+                            Some(worker) => worker.accept_tasks(server_id, vec![task]),
+                            None => self.give_back(
+                                server_id,
+                                &task,
+                                Origin {
+                                    worker: Weak::new(),
+                                    task_type: origin.task_type.clone(),
+                                },
+                            ),
+                        }
+                    }
+                    if self.events.enabled() {
+                        self.events.emit(Event::UpdateDelivered {
+                            task_type: origin.task_type.clone(),
+                            task_id: result.task_id.clone(),
+                            server: server_id,
+                            attempts: attempt,
+                        });
+                    }
+                    if attempt > 1 {
+                        tracing::info!(attempts = attempt, "result delivered after retries");
+                    }
+                    break;
+                }
+                Ok(UpdateOutcome::TaskGone) => {
+                    tracing::warn!(
+                        status = %result.status,
+                        "the server no longer knows this task (404): result dropped"
+                    );
+                    self.emit_failure(
+                        &origin,
+                        &result,
+                        server_id,
+                        "task not found (404)".into(),
+                        false,
+                    );
+                    break;
+                }
+                Err(e) if !e.is_retryable() => {
+                    tracing::error!(error = %e, status = %result.status,
+                        "the server rejected this result as invalid: dropped (this is a bug; please report it)");
+                    if let Some(m) = &metrics {
+                        m.update_errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                    self.emit_failure(&origin, &result, server_id, e.to_string(), false);
+                    break;
+                }
+                Err(e) => {
+                    if let Some(m) = &metrics {
+                        m.update_errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                    if attempt == 1 {
+                        self.journal_pending(id);
+                    }
+                    if attempt == 1 || attempt % 10 == 0 {
+                        tracing::warn!(attempt, error = %e, "result delivery failed; retrying");
+                    }
+                    self.emit_failure(&origin, &result, server_id, e.to_string(), true);
+                    let delay = match &e {
+                        crate::Error::Auth { retry_in, .. } => {
+                            (*retry_in).max(self.backoff.delay(attempt - 1))
+                        }
+                        _ => self.backoff.delay(attempt - 1),
+                    };
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        }
+        self.finish(id);
+    }
+
+    fn emit_failure(
+        &self,
+        origin: &Origin,
+        result: &TaskResult,
+        server: ServerId,
+        error: String,
+        will_retry: bool,
+    ) {
+        if self.events.enabled() {
+            self.events.emit(Event::UpdateFailed {
+                task_type: origin.task_type.clone(),
+                task_id: result.task_id.clone(),
+                server,
+                error,
+                will_retry,
+            });
+        }
+    }
+
+    /// Writes a pending result to the journal now (after its first failed attempt), so that a
+    /// crash during a long outage does not lose it.
+    fn journal_pending(self: &Arc<Self>, id: u64) {
+        let Some(journal) = self.journal.clone() else {
+            return;
+        };
+        let entry = {
+            let Ok(mut pending) = self.pending.lock() else {
+                return;
+            };
+            let Some(p) = pending.get_mut(&id) else {
+                return;
+            };
+            if p.journal_id.is_some() {
+                return;
+            }
+            let Some(server) = self.servers.get(p.server.0) else {
+                return;
+            };
+            let entry = JournalEntry::new(server.url(), (*p.result).clone());
+            p.journal_id = Some(entry.id.clone());
+            entry
+        };
+        self.handle.spawn_blocking(move || {
+            if let Err(e) = journal.append(&[entry]) {
+                tracing::error!(error = %e, "cannot journal an undelivered result");
+            }
+        });
+    }
+
+    fn finish(self: &Arc<Self>, id: u64) {
+        let removed = self.pending.lock().ok().and_then(|mut p| {
+            let removed = p.remove(&id);
+            if p.is_empty() {
+                self.drained.notify_waiters();
+            }
+            removed
+        });
+        if let Some(p) = removed {
+            self.metrics.pending_updates.fetch_sub(1, Ordering::Relaxed);
+            if let Some(journal_id) = p.journal_id {
+                self.schedule_journal_removal(journal_id);
+            }
+        }
+    }
+
+    /// Removals are batched: one rewrite of the journal per 100 ms at most, however many
+    /// journalled results a recovering server accepts.
+    fn schedule_journal_removal(self: &Arc<Self>, journal_id: String) {
+        let Some(journal) = self.journal.clone() else {
+            return;
+        };
+        if let Ok(mut removals) = self.journal_removals.lock() {
+            removals.push(journal_id);
+        }
+        if self.removal_scheduled.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let this = Arc::clone(self);
+        self.handle.spawn(async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            this.flush_journal_removals(&journal).await;
+        });
+    }
+
+    async fn flush_journal_removals(self: &Arc<Self>, journal: &Journal) {
+        self.removal_scheduled.store(false, Ordering::Release);
+        let ids = self
+            .journal_removals
+            .lock()
+            .map(|mut r| std::mem::take(&mut *r))
+            .unwrap_or_default();
+        if ids.is_empty() {
+            return;
+        }
+        let journal = journal.clone();
+        let outcome = tokio::task::spawn_blocking(move || journal.remove(&ids)).await;
+        match outcome {
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "cannot remove delivered results from the journal (they will be sent again, harmlessly)")
+            }
+            Err(e) => tracing::error!(error = %e, "journal removal task failed"),
+            Ok(Ok(())) => {}
+        }
+    }
+
+    /// Waits until every result is delivered, or `deadline` passes. True if all were.
+    pub(crate) async fn drain(&self, deadline: Instant) -> bool {
+        loop {
+            let notified = self.drained.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.pending() == 0 {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline.into(), notified)
+                .await
+                .is_err()
+            {
+                return self.pending() == 0;
+            }
+        }
+    }
+
+    /// Stops every delivery now and journals what is left. Returns how many were journalled.
+    pub(crate) async fn kill(self: &Arc<Self>) -> usize {
+        self.killed.store(true, Ordering::Release);
+        let left: Vec<Pending> = self
+            .pending
+            .lock()
+            .map(|mut p| p.drain().map(|(_, v)| v).collect())
+            .unwrap_or_default();
+        for p in &left {
+            if let Some(abort) = &p.abort {
+                abort.abort();
+            }
+        }
+        self.metrics
+            .pending_updates
+            .fetch_sub(left.len() as i64, Ordering::Relaxed);
+        let entries: Vec<JournalEntry> = left
+            .iter()
+            .filter(|p| p.journal_id.is_none())
+            .filter_map(|p| {
+                Some(JournalEntry::new(
+                    self.servers.get(p.server.0)?.url(),
+                    (*p.result).clone(),
+                ))
+            })
+            .collect();
+        let already = left.len() - entries.len();
+        if let Some(journal) = &self.journal {
+            self.flush_journal_removals(journal).await;
+            let count = entries.len();
+            let journal = journal.clone();
+            match tokio::task::spawn_blocking(move || journal.append(&entries)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, count, "results LOST: cannot write them to the journal")
+                }
+                Err(e) => tracing::error!(error = %e, count, "results LOST: journal task failed"),
+            }
+            if !left.is_empty() {
+                tracing::warn!(
+                    journalled = left.len(),
+                    "undelivered results kept in the journal for the next start"
+                );
+            }
+            left.len()
+        } else {
+            for p in &left {
+                tracing::error!(task_id = %p.result.task_id, status = %p.result.status,
+                    "result LOST: undelivered at shutdown and the journal is disabled");
+            }
+            already
+        }
+    }
+
+    fn journal_now(&self, server: ServerId, result: &TaskResult, journal_id: Option<&str>) {
+        if journal_id.is_some() {
+            return; // already in the journal
+        }
+        let (Some(journal), Some(server)) = (&self.journal, self.servers.get(server.0)) else {
+            tracing::error!(task_id = %result.task_id, "result LOST: completed after kill and the journal is disabled");
+            return;
+        };
+        if let Err(e) = journal.append(&[JournalEntry::new(server.url(), result.clone())]) {
+            tracing::error!(error = %e, task_id = %result.task_id, "result LOST: cannot journal it");
+        }
+    }
+}

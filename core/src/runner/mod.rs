@@ -1,0 +1,638 @@
+//! Per task type: the handle executors pull tasks from ([`Worker`]), the capacity that drives
+//! polling, lease extension of running tasks, and hand-off of results to the update pipeline.
+//!
+//! Capacity is the number of executors waiting in [`Worker::next_tasks`], less the tasks already
+//! buffered for them and the slots claimed by polls in flight; a poll never asks for more, so a
+//! task is not polled before an executor can start it.
+
+pub(crate) mod delivery;
+pub(crate) mod poller;
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::runtime::Handle;
+use tokio::sync::{Notify, watch};
+use tokio::task::AbortHandle;
+
+use crate::api::{JsonObject, Task, TaskResult, TaskStatus};
+use crate::client::{ServerClient, ServerId, UpdateOutcome};
+use crate::config::WorkerOptions;
+use crate::error::{Error, Result};
+use crate::telemetry::metrics::WorkerMetrics;
+use crate::telemetry::{Event, EventBus};
+use delivery::{Deliveries, Origin};
+
+/// The state of a worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum WorkerState {
+    /// Registered, runtime not started.
+    Created,
+    /// Polling.
+    Running,
+    /// Not polling; running tasks go on; [`Worker::resume`] starts polling again.
+    Paused,
+    /// Stopping: no new tasks; running tasks finish.
+    Stopping,
+    /// Stopped.
+    Stopped,
+}
+
+impl WorkerState {
+    /// Lower-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Created => "created",
+            Self::Running => "running",
+            Self::Paused => "paused",
+            Self::Stopping => "stopping",
+            Self::Stopped => "stopped",
+        }
+    }
+}
+
+/// A task handed to an executor, with the server it came from.
+#[derive(Debug, Clone)]
+pub struct ClaimedTask {
+    /// The task.
+    pub task: Task,
+    /// Where it came from; its result goes back there.
+    pub server: ServerId,
+}
+
+/// What a task function returns in the Rust API.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TaskOutcome {
+    /// Done, with this output.
+    Completed(JsonObject),
+    /// Failed; the server retries per the task definition.
+    Failed(String),
+    /// Failed; the server never retries.
+    FailedTerminal(String),
+    /// Not done: the server offers the task again after `callback_after` (with this output
+    /// stored so far).
+    InProgress {
+        /// Delay before the server offers the task again.
+        callback_after: Duration,
+        /// Output so far.
+        output: JsonObject,
+    },
+    /// A complete result, as is (its ids are set from the task).
+    Result(TaskResult),
+}
+
+impl TaskOutcome {
+    /// The result for `task`.
+    pub fn into_result(self, task: &Task) -> TaskResult {
+        let (id, wf) = (task.task_id.as_str(), task.workflow_instance_id.as_str());
+        match self {
+            Self::Completed(output) => TaskResult::completed(id, wf, output),
+            Self::Failed(reason) => TaskResult::failed(id, wf, reason),
+            Self::FailedTerminal(reason) => TaskResult::failed_terminal(id, wf, reason),
+            Self::InProgress {
+                callback_after,
+                output,
+            } => {
+                let mut r = TaskResult::in_progress(id, wf, callback_after.as_secs());
+                r.output_data = output;
+                r
+            }
+            Self::Result(mut r) => {
+                r.task_id = id.to_owned();
+                r.workflow_instance_id = wf.to_owned();
+                r
+            }
+        }
+    }
+}
+
+impl<E: std::fmt::Display> From<std::result::Result<JsonObject, E>> for TaskOutcome {
+    fn from(r: std::result::Result<JsonObject, E>) -> Self {
+        match r {
+            Ok(output) => Self::Completed(output),
+            Err(e) => Self::Failed(e.to_string()),
+        }
+    }
+}
+
+/// A snapshot of a worker's health.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkerHealth {
+    /// Task type.
+    pub task_type: String,
+    /// Domain, if any.
+    pub domain: Option<String>,
+    /// State.
+    pub state: WorkerState,
+    /// When a poll last succeeded (empty or not), on any server.
+    pub last_successful_poll: Option<SystemTime>,
+    /// Polls that failed in a row (0 after any success).
+    pub consecutive_poll_errors: u32,
+    /// Tasks being executed now.
+    pub running: usize,
+    /// Tasks polled and waiting for an executor.
+    pub buffered: usize,
+    /// Executors waiting for a task.
+    pub idle_executors: usize,
+    /// Poll loops the supervisor restarted.
+    pub restarts: u64,
+}
+
+struct InFlight {
+    server: ServerId,
+    started: Instant,
+    lease: Option<AbortHandle>,
+}
+
+#[derive(Default)]
+struct Slots {
+    /// Slots asked for by executors waiting in `next_tasks`.
+    waiting: usize,
+    /// Slots claimed by polls in flight.
+    reserved: usize,
+    ready: VecDeque<ClaimedTask>,
+}
+
+impl Slots {
+    fn free(&self) -> usize {
+        self.waiting
+            .saturating_sub(self.ready.len() + self.reserved)
+    }
+}
+
+pub(crate) struct WorkerInner {
+    pub(crate) options: WorkerOptions,
+    pub(crate) servers: Arc<Vec<Arc<ServerClient>>>,
+    pub(crate) deliveries: Arc<Deliveries>,
+    pub(crate) events: Arc<EventBus>,
+    pub(crate) metrics: Arc<WorkerMetrics>,
+    pub(crate) handle: Handle,
+    pub(crate) state: watch::Sender<WorkerState>,
+    slots: Mutex<Slots>,
+    task_ready: Notify,
+    capacity: Notify,
+    in_flight: Mutex<HashMap<String, InFlight>>,
+    /// Milliseconds since the epoch of the last successful poll (0: never).
+    pub(crate) last_poll_ok: AtomicU64,
+    pub(crate) consecutive_errors: AtomicU32,
+    /// Rotates the server that gets the remainder when capacity is split.
+    pub(crate) rotation: AtomicU64,
+}
+
+/// A worker: one task type (optionally in one domain) on every server of the runtime.
+///
+/// Executors call [`next_tasks`](Self::next_tasks) (or [`next_task`](Self::next_task)) and then
+/// [`complete`](Self::complete) for each task. Cloning is cheap; clones share the worker.
+#[derive(Clone)]
+pub struct Worker {
+    pub(crate) inner: Arc<WorkerInner>,
+}
+
+impl std::fmt::Debug for Worker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker")
+            .field("task_type", &self.inner.options.task_type)
+            .field("state", &self.state())
+            .finish()
+    }
+}
+
+/// Unregisters waiting executors when `next_tasks` returns or its future is dropped.
+struct WaitGuard<'a> {
+    inner: &'a WorkerInner,
+    count: usize,
+}
+
+impl Drop for WaitGuard<'_> {
+    fn drop(&mut self) {
+        if self.count > 0 {
+            if let Ok(mut slots) = self.inner.slots.lock() {
+                slots.waiting = slots.waiting.saturating_sub(self.count);
+            }
+        }
+    }
+}
+
+impl Worker {
+    pub(crate) fn new(
+        options: WorkerOptions,
+        servers: Arc<Vec<Arc<ServerClient>>>,
+        deliveries: Arc<Deliveries>,
+        events: Arc<EventBus>,
+        metrics: Arc<WorkerMetrics>,
+        handle: Handle,
+    ) -> Self {
+        let (state, _) = watch::channel(WorkerState::Created);
+        Self {
+            inner: Arc::new(WorkerInner {
+                options,
+                servers,
+                deliveries,
+                events,
+                metrics,
+                handle,
+                state,
+                slots: Mutex::new(Slots::default()),
+                task_ready: Notify::new(),
+                capacity: Notify::new(),
+                in_flight: Mutex::new(HashMap::new()),
+                last_poll_ok: AtomicU64::new(0),
+                consecutive_errors: AtomicU32::new(0),
+                rotation: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// The options this worker runs with (after environment overrides).
+    pub fn options(&self) -> &WorkerOptions {
+        &self.inner.options
+    }
+
+    /// The task type.
+    pub fn task_type(&self) -> &str {
+        &self.inner.options.task_type
+    }
+
+    /// The current state.
+    pub fn state(&self) -> WorkerState {
+        *self.inner.state.borrow()
+    }
+
+    /// Stops polling; running tasks go on and their results are delivered.
+    pub fn pause(&self) {
+        self.inner
+            .set_state_if(WorkerState::Paused, |s| s == WorkerState::Running);
+    }
+
+    /// Starts polling again after [`pause`](Self::pause).
+    pub fn resume(&self) {
+        self.inner
+            .set_state_if(WorkerState::Running, |s| s == WorkerState::Paused);
+    }
+
+    /// Waits for the next task: up to `wait` (forever with `None`).
+    ///
+    /// Returns `Ok(None)` when the wait timed out, and [`Error::NotRunning`] once the worker is
+    /// stopping (an executor loop should end then). Cancel-safe: dropping the future gives the
+    /// slot back.
+    pub async fn next_task(&self, wait: Option<Duration>) -> Result<Option<ClaimedTask>> {
+        Ok(self.next_tasks(1, wait).await?.pop())
+    }
+
+    /// Like [`next_task`](Self::next_task), for a host thread outside the runtime (a Python or
+    /// Ruby thread): blocks the calling thread.
+    pub fn next_task_blocking(&self, wait: Option<Duration>) -> Result<Option<ClaimedTask>> {
+        self.inner.handle.block_on(self.next_task(wait))
+    }
+
+    /// Waits for up to `max` tasks (at least one, unless the wait times out). An executor pool
+    /// with `max` idle slots asks for all of them at once.
+    pub async fn next_tasks(&self, max: usize, wait: Option<Duration>) -> Result<Vec<ClaimedTask>> {
+        let inner = &*self.inner;
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let deadline = wait.map(|w| tokio::time::Instant::now() + w);
+        let mut guard = WaitGuard { inner, count: 0 };
+        let mut state = inner.state.subscribe();
+        loop {
+            let notified = inner.task_ready.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let mut slots = inner.lock_slots();
+                if matches!(
+                    *state.borrow_and_update(),
+                    WorkerState::Stopping | WorkerState::Stopped
+                ) {
+                    return Err(Error::NotRunning("stopping"));
+                }
+                if !slots.ready.is_empty() {
+                    let n = max.min(slots.ready.len());
+                    let tasks: Vec<ClaimedTask> = slots.ready.drain(..n).collect();
+                    slots.waiting = slots.waiting.saturating_sub(guard.count);
+                    guard.count = 0;
+                    if !slots.ready.is_empty() {
+                        inner.task_ready.notify_one();
+                    }
+                    drop(slots);
+                    for task in &tasks {
+                        self.inner.start(task);
+                    }
+                    return Ok(tasks);
+                }
+                if guard.count == 0 {
+                    slots.waiting += max;
+                    guard.count = max;
+                    drop(slots);
+                    inner.capacity.notify_waiters();
+                }
+            }
+            tokio::select! {
+                _ = &mut notified => {}
+                _ = state.changed() => {}
+                _ = sleep_until(deadline) => return Ok(Vec::new()),
+            }
+        }
+    }
+
+    /// Hands back the result of a task this worker gave out. Never blocks: the result is sent,
+    /// and retried, by the runtime.
+    ///
+    /// Fails with [`Error::UnknownTask`] for a task id this worker did not hand out or that
+    /// was already completed: a result is never sent to a guessed server.
+    pub fn complete(&self, mut result: TaskResult) -> Result<()> {
+        let inner = &self.inner;
+        let flight = inner
+            .in_flight
+            .lock()
+            .ok()
+            .and_then(|mut f| f.remove(&result.task_id))
+            .ok_or_else(|| Error::UnknownTask {
+                worker: inner.options.task_type.clone(),
+                task_id: result.task_id.clone(),
+            })?;
+        if let Some(lease) = flight.lease {
+            lease.abort();
+        }
+        let duration = flight.started.elapsed();
+        inner.metrics.running.fetch_sub(1, Ordering::Relaxed);
+        inner.metrics.execute_time.observe(duration);
+        let failed = matches!(
+            result.status,
+            TaskStatus::Failed | TaskStatus::FailedWithTerminalError
+        );
+        if failed {
+            inner.metrics.execute_errors.fetch_add(1, Ordering::Relaxed);
+        }
+        if inner.events.enabled() {
+            let (task_type, task_id) = (inner.options.task_type.clone(), result.task_id.clone());
+            inner.events.emit(if failed {
+                Event::ExecutionFailed {
+                    task_type,
+                    task_id,
+                    reason: result.reason_for_incompletion.clone().unwrap_or_default(),
+                    duration,
+                }
+            } else {
+                Event::ExecutionCompleted {
+                    task_type,
+                    task_id,
+                    duration,
+                }
+            });
+        }
+        if result.worker_id.is_none() {
+            result.worker_id = Some(inner.options.worker_id.clone());
+        }
+        inner
+            .deliveries
+            .submit(flight.server, result, inner.origin(), None);
+        Ok(())
+    }
+
+    /// Sends a line to the execution log of a running task at once (results carry their own
+    /// log lines; this is for progress reports during long tasks).
+    pub fn log(&self, task_id: &str, line: impl Into<String>) -> Result<()> {
+        let server = self.inner.server_of(task_id)?;
+        let (task_id, line) = (task_id.to_owned(), line.into());
+        self.inner.handle.spawn(async move {
+            if let Err(e) = server.add_log(&task_id, &line).await {
+                tracing::warn!(task_id, error = %e, "task log not delivered");
+            }
+        });
+        Ok(())
+    }
+
+    /// A snapshot of this worker's health.
+    pub fn health(&self) -> WorkerHealth {
+        let inner = &self.inner;
+        let (buffered, idle) = {
+            let slots = inner.lock_slots();
+            (slots.ready.len(), slots.waiting)
+        };
+        let last = inner.last_poll_ok.load(Ordering::Relaxed);
+        WorkerHealth {
+            task_type: inner.options.task_type.clone(),
+            domain: inner.options.domain.clone(),
+            state: self.state(),
+            last_successful_poll: (last > 0)
+                .then(|| SystemTime::UNIX_EPOCH + Duration::from_millis(last)),
+            consecutive_poll_errors: inner.consecutive_errors.load(Ordering::Relaxed),
+            running: inner.in_flight.lock().map(|f| f.len()).unwrap_or(0),
+            buffered,
+            idle_executors: idle,
+            restarts: inner.metrics.restarts.load(Ordering::Relaxed),
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+impl WorkerInner {
+    fn lock_slots(&self) -> MutexGuard<'_, Slots> {
+        // A panic while holding this lock cannot leave the counters half-updated in a way that
+        // matters more than stopping the worker would, so poisoning is ignored.
+        self.slots.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn origin(self: &Arc<Self>) -> Origin {
+        Origin {
+            worker: Arc::downgrade(self),
+            task_type: self.options.task_type.clone(),
+        }
+    }
+
+    fn server_of(&self, task_id: &str) -> Result<Arc<ServerClient>> {
+        let server = self
+            .in_flight
+            .lock()
+            .ok()
+            .and_then(|f| f.get(task_id).map(|t| t.server))
+            .ok_or_else(|| Error::UnknownTask {
+                worker: self.options.task_type.clone(),
+                task_id: task_id.to_owned(),
+            })?;
+        self.servers
+            .get(server.0)
+            .cloned()
+            .ok_or_else(|| Error::UnknownTask {
+                worker: self.options.task_type.clone(),
+                task_id: task_id.to_owned(),
+            })
+    }
+
+    pub(crate) fn set_state(&self, new: WorkerState) {
+        self.set_state_if(new, |_| true);
+    }
+
+    fn set_state_if(&self, new: WorkerState, allowed: impl Fn(WorkerState) -> bool) {
+        let changed = self.state.send_if_modified(|s| {
+            if *s != new && allowed(*s) {
+                *s = new;
+                true
+            } else {
+                false
+            }
+        });
+        if changed {
+            tracing::info!(task_type = %self.options.task_type, state = new.as_str(), "worker state changed");
+            self.events.emit(Event::WorkerStateChanged {
+                task_type: self.options.task_type.clone(),
+                state: new,
+            });
+            self.capacity.notify_waiters();
+        }
+    }
+
+    /// Claims up to `max_share` free slots for a poll of one server; waits until there is one.
+    /// Returns `None` when the worker stops or pauses.
+    pub(crate) async fn reserve(&self, share: impl Fn(usize) -> usize) -> Option<Reservation<'_>> {
+        let mut state = self.state.subscribe();
+        loop {
+            let notified = self.capacity.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if *state.borrow_and_update() != WorkerState::Running {
+                return None;
+            }
+            {
+                let mut slots = self.lock_slots();
+                let n = share(slots.free());
+                if n > 0 {
+                    slots.reserved += n;
+                    return Some(Reservation {
+                        inner: self,
+                        count: n,
+                    });
+                }
+            }
+            tokio::select! {
+                _ = &mut notified => {}
+                _ = state.changed() => {}
+            }
+        }
+    }
+
+    /// Free slots now (for the supervisor and the capacity split).
+    pub(crate) fn free_slots(&self) -> usize {
+        self.lock_slots().free()
+    }
+
+    /// Buffers polled tasks for the executors, or gives them back if the worker is stopping.
+    pub(crate) fn accept_tasks(self: &Arc<Self>, server: ServerId, tasks: Vec<Task>) {
+        if tasks.is_empty() {
+            return;
+        }
+        if matches!(
+            *self.state.borrow(),
+            WorkerState::Stopping | WorkerState::Stopped
+        ) {
+            for task in &tasks {
+                self.deliveries.give_back(server, task, self.origin());
+            }
+            return;
+        }
+        let mut slots = self.lock_slots();
+        for task in tasks {
+            slots.ready.push_back(ClaimedTask { task, server });
+        }
+        drop(slots);
+        self.task_ready.notify_one();
+    }
+
+    /// Gives every buffered task back to its server (at stop: no executor will start them).
+    pub(crate) fn give_back_buffered(self: &Arc<Self>) -> usize {
+        let tasks: Vec<ClaimedTask> = self.lock_slots().ready.drain(..).collect();
+        for t in &tasks {
+            self.deliveries.give_back(t.server, &t.task, self.origin());
+        }
+        tasks.len()
+    }
+
+    pub(crate) fn running(&self) -> usize {
+        self.in_flight.lock().map(|f| f.len()).unwrap_or(0)
+    }
+
+    /// Records a task handed to an executor, and starts its lease extension.
+    fn start(self: &Arc<Self>, claimed: &ClaimedTask) {
+        let task = &claimed.task;
+        let lease = self.lease_extension(claimed);
+        if let Ok(mut f) = self.in_flight.lock() {
+            let previous = f.insert(
+                task.task_id.clone(),
+                InFlight {
+                    server: claimed.server,
+                    started: Instant::now(),
+                    lease,
+                },
+            );
+            if let Some(InFlight {
+                lease: Some(old), ..
+            }) = previous
+            {
+                old.abort();
+            }
+        }
+        self.metrics.running.fetch_add(1, Ordering::Relaxed);
+        if self.events.enabled() {
+            self.events.emit(Event::ExecutionStarted {
+                task_type: self.options.task_type.clone(),
+                task_id: task.task_id.clone(),
+                server: claimed.server,
+            });
+        }
+    }
+
+    /// Heartbeats at 80 % of the task's response timeout while it runs, so a long task is not
+    /// timed out and handed to another worker.
+    fn lease_extension(&self, claimed: &ClaimedTask) -> Option<AbortHandle> {
+        let timeout = claimed.task.response_timeout_seconds;
+        if !self.options.lease_extend || timeout == 0 {
+            return None;
+        }
+        let server = self.servers.get(claimed.server.0).cloned()?;
+        let interval = Duration::from_millis(timeout * 800).max(Duration::from_millis(200));
+        let (task_id, workflow_id) = (
+            claimed.task.task_id.clone(),
+            claimed.task.workflow_instance_id.clone(),
+        );
+        let task = self.handle.spawn(async move {
+            let mut next = interval;
+            loop {
+                tokio::time::sleep(next).await;
+                match server.extend_lease(&task_id, &workflow_id).await {
+                    Ok(UpdateOutcome::Delivered { .. }) => next = interval,
+                    Ok(UpdateOutcome::TaskGone) => return,
+                    Err(e) => {
+                        tracing::warn!(task_id, error = %e, "lease extension failed; retrying sooner");
+                        next = (interval / 4).max(Duration::from_millis(200));
+                    }
+                }
+            }
+        });
+        Some(task.abort_handle())
+    }
+}
+
+/// Slots claimed by one poll; released when dropped (after the tasks were buffered).
+pub(crate) struct Reservation<'a> {
+    inner: &'a WorkerInner,
+    pub(crate) count: usize,
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        let mut slots = self.inner.lock_slots();
+        slots.reserved = slots.reserved.saturating_sub(self.count);
+        drop(slots);
+        self.inner.capacity.notify_waiters();
+    }
+}

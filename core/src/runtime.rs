@@ -1,0 +1,630 @@
+//! The runtime: servers, workers, the update pipeline and their lifecycle: `start`, `stop`
+//! with a deadline (stop polling, let running tasks finish, flush results, journal the rest),
+//! `kill` (stop now, journal), and a supervisor that restarts poll loops that died or stopped
+//! making progress.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::runtime::Handle;
+use tokio::task::JoinHandle;
+
+use crate::api::{Task, TaskDef, TaskResult};
+use crate::client::{ServerClient, ServerId};
+use crate::config::{JournalConfig, RuntimeOptions, WorkerOptions};
+use crate::error::{Error, Result};
+use crate::journal::Journal;
+use crate::runner::delivery::Deliveries;
+use crate::runner::poller::{NO_DEADLINE, PollLoop};
+use crate::runner::{TaskOutcome, Worker, WorkerHealth, WorkerState};
+use crate::telemetry::endpoint::{self, Exposition};
+use crate::telemetry::metrics::Registry;
+use crate::telemetry::{Event, EventBus, Listener};
+
+const CREATED: u8 = 0;
+const RUNNING: u8 = 1;
+const STOPPING: u8 = 2;
+const STOPPED: u8 = 3;
+
+type TaskFn =
+    Arc<dyn Fn(Task) -> std::pin::Pin<Box<dyn Future<Output = TaskOutcome> + Send>> + Send + Sync>;
+
+struct LoopSlot {
+    worker: Worker,
+    server: Arc<ServerClient>,
+    deadline: Arc<AtomicU64>,
+    handle: Option<JoinHandle<()>>,
+}
+
+struct Inner {
+    options: RuntimeOptions,
+    servers: Arc<Vec<Arc<ServerClient>>>,
+    handle: Handle,
+    events: Arc<EventBus>,
+    metrics: Arc<Registry>,
+    deliveries: Arc<Deliveries>,
+    journal: Option<Journal>,
+    state: AtomicU8,
+    workers: Mutex<Vec<Worker>>,
+    functions: Mutex<Vec<(Worker, TaskFn)>>,
+    loops: Mutex<Vec<LoopSlot>>,
+    background: Mutex<Vec<JoinHandle<()>>>,
+    metrics_addr: Mutex<Option<SocketAddr>>,
+}
+
+/// What [`Runtime::stop`] and [`Runtime::kill`] left behind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StopReport {
+    /// Tasks still running when the runtime gave up waiting (their results, if they come, go
+    /// to the journal).
+    pub abandoned_tasks: usize,
+    /// Results written to the journal for the next start.
+    pub journalled_results: usize,
+    /// Polled tasks no executor had started, handed back to their server.
+    pub returned_tasks: usize,
+}
+
+/// The worker runtime. Cheap to clone; clones share it.
+///
+/// See the [crate docs](crate) for an example.
+#[derive(Clone)]
+pub struct Runtime {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime")
+            .field(
+                "servers",
+                &self
+                    .inner
+                    .servers
+                    .iter()
+                    .map(|s| s.url())
+                    .collect::<Vec<_>>(),
+            )
+            .field(
+                "workers",
+                &self
+                    .workers()
+                    .iter()
+                    .map(|w| w.task_type().to_owned())
+                    .collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+impl Runtime {
+    /// A runtime for the servers in `options`, on the current tokio runtime.
+    pub fn new(options: RuntimeOptions) -> Result<Self> {
+        let handle = Handle::try_current().map_err(|_| {
+            Error::NotRunning(
+                "outside a tokio runtime: create it inside one, or use Runtime::with_handle",
+            )
+        })?;
+        Self::with_handle(options, handle)
+    }
+
+    /// A runtime whose background work runs on `handle` (what the bindings use: they own a
+    /// tokio runtime and call in from host threads).
+    pub fn with_handle(options: RuntimeOptions, handle: Handle) -> Result<Self> {
+        if options.servers.is_empty() {
+            return Err(Error::config(
+                "servers",
+                "[]",
+                "no Conductor server configured: set CONDUCTOR_SERVER_URL or pass servers",
+            ));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for server in &options.servers {
+            if !seen.insert(server.url.as_str()) {
+                return Err(Error::config(
+                    "servers",
+                    &server.url,
+                    "the same server is listed twice",
+                ));
+            }
+        }
+        let servers: Vec<Arc<ServerClient>> = options
+            .servers
+            .iter()
+            .enumerate()
+            .map(|(i, config)| ServerClient::new(ServerId(i), config, &options).map(Arc::new))
+            .collect::<Result<_>>()?;
+        let servers = Arc::new(servers);
+        let journal = match &options.journal {
+            JournalConfig::Disabled => None,
+            JournalConfig::File(path) => Some(Journal::open(path.clone())?),
+        };
+        let events = Arc::new(EventBus::default());
+        let metrics = Arc::new(Registry::default());
+        let deliveries = Arc::new(Deliveries::new(
+            handle.clone(),
+            Arc::clone(&servers),
+            journal.clone(),
+            options.update_backoff,
+            Arc::clone(&events),
+            Arc::clone(&metrics),
+        ));
+        Ok(Self {
+            inner: Arc::new(Inner {
+                options,
+                servers,
+                handle,
+                events,
+                metrics,
+                deliveries,
+                journal,
+                state: AtomicU8::new(CREATED),
+                workers: Mutex::new(Vec::new()),
+                functions: Mutex::new(Vec::new()),
+                loops: Mutex::new(Vec::new()),
+                background: Mutex::new(Vec::new()),
+                metrics_addr: Mutex::new(None),
+            }),
+        })
+    }
+
+    /// The servers, in configuration order ([`ServerId`] indexes this list).
+    pub fn servers(&self) -> &[Arc<ServerClient>] {
+        &self.inner.servers
+    }
+
+    /// Adds a worker whose executors pull tasks themselves ([`Worker::next_task`]).
+    /// Environment overrides are applied to `options` first.
+    pub fn add_worker(&self, mut options: WorkerOptions) -> Result<Worker> {
+        options.apply_env(&crate::config::ProcessEnv)?;
+        let mut workers = self
+            .inner
+            .workers
+            .lock()
+            .map_err(|_| Error::NotRunning("poisoned"))?;
+        if workers
+            .iter()
+            .any(|w| w.task_type() == options.task_type && w.options().domain == options.domain)
+        {
+            return Err(Error::config(
+                "task_type",
+                &options.task_type,
+                "a worker for this task type and domain is already registered",
+            ));
+        }
+        let options_task_type = options.task_type.clone();
+        let worker = Worker::new(
+            options,
+            Arc::clone(&self.inner.servers),
+            Arc::clone(&self.inner.deliveries),
+            Arc::clone(&self.inner.events),
+            self.inner.metrics.worker(&options_task_type),
+            self.inner.handle.clone(),
+        );
+        workers.push(worker.clone());
+        if self.inner.state.load(Ordering::Acquire) == RUNNING {
+            drop(workers);
+            self.launch(&worker);
+        }
+        Ok(worker)
+    }
+
+    /// Adds a worker run by an async function, with `options.concurrency` executors on this
+    /// runtime. A panicking function fails its task (`FAILED`, with the panic message).
+    pub fn spawn_fn<F, Fut, O>(&self, options: WorkerOptions, f: F) -> Result<Worker>
+    where
+        F: Fn(Task) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = O> + Send + 'static,
+        O: Into<TaskOutcome> + 'static,
+    {
+        let worker = self.add_worker(options)?;
+        let f: TaskFn = Arc::new(move |task| {
+            let fut = f(task);
+            Box::pin(async move { fut.await.into() })
+        });
+        if let Ok(mut functions) = self.inner.functions.lock() {
+            functions.push((worker.clone(), Arc::clone(&f)));
+        }
+        if self.inner.state.load(Ordering::Acquire) == RUNNING {
+            self.spawn_executors(&worker, &f);
+        }
+        Ok(worker)
+    }
+
+    /// The workers.
+    pub fn workers(&self) -> Vec<Worker> {
+        self.inner
+            .workers
+            .lock()
+            .map(|w| w.clone())
+            .unwrap_or_default()
+    }
+
+    /// The worker for `task_type` (the first, if several domains are registered).
+    pub fn worker(&self, task_type: &str) -> Option<Worker> {
+        self.workers()
+            .into_iter()
+            .find(|w| w.task_type() == task_type)
+    }
+
+    /// Calls `listener` for every [`Event`], on a dedicated thread.
+    pub fn add_listener(&self, listener: impl Fn(&Event) + Send + Sync + 'static) {
+        let listener: Listener = Arc::new(listener);
+        self.inner.events.add_listener(listener);
+    }
+
+    /// The Prometheus text exposition of the runtime's metrics.
+    pub fn metrics_text(&self) -> String {
+        self.inner.metrics.render()
+    }
+
+    /// Where the metrics and health endpoint listens, once started.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.inner.metrics_addr.lock().ok().and_then(|a| *a)
+    }
+
+    /// Registers task definitions on every server.
+    pub async fn register_task_defs(&self, defs: &[TaskDef]) -> Result<()> {
+        for server in self.inner.servers.iter() {
+            server.register_task_defs(defs).await?;
+        }
+        Ok(())
+    }
+
+    /// Health of every worker.
+    pub fn health(&self) -> Vec<WorkerHealth> {
+        self.workers().iter().map(Worker::health).collect()
+    }
+
+    /// Whether the runtime is running and every worker polls without errors piling up.
+    pub fn is_healthy(&self) -> bool {
+        self.inner.state.load(Ordering::Acquire) == RUNNING
+            && self.health().iter().all(|h| h.consecutive_poll_errors < 10)
+    }
+
+    /// Results accepted but not yet delivered.
+    pub fn pending_results(&self) -> usize {
+        self.inner.deliveries.pending()
+    }
+
+    /// Starts polling: registers the workers' task definitions, delivers journalled results,
+    /// starts the metrics endpoint if configured, then the poll loops and the supervisor.
+    pub async fn start(&self) -> Result<()> {
+        if self
+            .inner
+            .state
+            .compare_exchange(CREATED, RUNNING, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return Err(Error::NotRunning("already started (a runtime starts once)"));
+        }
+        let defs: Vec<TaskDef> = self
+            .workers()
+            .iter()
+            .filter_map(|w| w.options().task_def.clone())
+            .collect();
+        if !defs.is_empty() {
+            self.register_task_defs(&defs).await?;
+        }
+        if let Some(port) = self.inner.options.metrics_port {
+            let exposition: Arc<dyn Exposition> = Arc::new(self.clone());
+            let (addr, task) = endpoint::serve(port, exposition).await?;
+            tracing::info!(%addr, "metrics and health endpoint listening");
+            if let Ok(mut a) = self.inner.metrics_addr.lock() {
+                *a = Some(addr);
+            }
+            self.keep(task);
+        }
+        self.replay_journal().await?;
+        for worker in self.workers() {
+            self.launch(&worker);
+        }
+        let functions: Vec<(Worker, TaskFn)> = self
+            .inner
+            .functions
+            .lock()
+            .map(|f| f.clone())
+            .unwrap_or_default();
+        for (worker, f) in &functions {
+            self.spawn_executors(worker, f);
+        }
+        let supervisor = self
+            .inner
+            .handle
+            .spawn(supervise(Arc::downgrade(&self.inner)));
+        self.keep(supervisor);
+        Ok(())
+    }
+
+    fn keep(&self, task: JoinHandle<()>) {
+        if let Ok(mut background) = self.inner.background.lock() {
+            background.push(task);
+        }
+    }
+
+    async fn replay_journal(&self) -> Result<()> {
+        let Some(journal) = self.inner.journal.clone() else {
+            return Ok(());
+        };
+        let entries = tokio::task::spawn_blocking(move || journal.load())
+            .await
+            .map_err(|e| Error::Journal {
+                path: String::new(),
+                message: e.to_string(),
+            })??;
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let mut replayed = 0;
+        for entry in entries {
+            let Some(server) = self.inner.servers.iter().find(|s| s.url() == entry.server) else {
+                tracing::warn!(server = %entry.server, task_id = %entry.result.task_id,
+                    "journalled result for a server that is not configured: kept in the journal");
+                continue;
+            };
+            let origin = crate::runner::delivery::Origin {
+                worker: std::sync::Weak::new(),
+                task_type: String::new(),
+            };
+            self.inner
+                .deliveries
+                .submit(server.id(), entry.result, origin, Some(entry.id));
+            replayed += 1;
+        }
+        tracing::info!(replayed, "delivering results journalled by an earlier run");
+        Ok(())
+    }
+
+    fn launch(&self, worker: &Worker) {
+        let initial = if worker.options().paused {
+            WorkerState::Paused
+        } else {
+            WorkerState::Running
+        };
+        worker.inner.set_state(initial);
+        let Ok(mut loops) = self.inner.loops.lock() else {
+            return;
+        };
+        for server in self.inner.servers.iter() {
+            let mut slot = LoopSlot {
+                worker: worker.clone(),
+                server: Arc::clone(server),
+                deadline: Arc::new(AtomicU64::new(NO_DEADLINE)),
+                handle: None,
+            };
+            slot.handle = Some(self.inner.spawn_loop(&slot));
+            loops.push(slot);
+        }
+    }
+
+    fn spawn_executors(&self, worker: &Worker, f: &TaskFn) {
+        for _ in 0..worker.options().concurrency {
+            let (worker, f) = (worker.clone(), Arc::clone(f));
+            let task = self.inner.handle.spawn(async move {
+                loop {
+                    let claimed = match worker.next_task(None).await {
+                        Ok(Some(claimed)) => claimed,
+                        Ok(None) => continue,
+                        Err(_) => return,
+                    };
+                    let task = claimed.task;
+                    let span = tracing::debug_span!("execute", task_type = %task.task_type, task_id = %task.task_id);
+                    let run = {
+                        let _entered = span.enter();
+                        tokio::spawn(f(task.clone()))
+                    };
+                    let result = match run.await {
+                        Ok(outcome) => outcome.into_result(&task),
+                        Err(e) => {
+                            let reason = panic_message(e);
+                            tracing::error!(task_id = %task.task_id, %reason, "task function panicked");
+                            TaskResult::failed(&task.task_id, &task.workflow_instance_id, reason)
+                        }
+                    };
+                    if let Err(e) = worker.complete(result) {
+                        tracing::error!(error = %e, "cannot complete a task");
+                    }
+                }
+            });
+            self.keep(task);
+        }
+    }
+
+    /// Stops gracefully: no more polls; running tasks get until `deadline` to finish and their
+    /// results to be delivered; whatever is still undelivered then goes to the journal.
+    pub async fn stop(&self, deadline: Duration) -> StopReport {
+        let until = Instant::now() + deadline;
+        if self.inner.state.swap(STOPPING, Ordering::AcqRel) == STOPPED {
+            self.inner.state.store(STOPPED, Ordering::Release);
+            return StopReport::default();
+        }
+        let workers = self.workers();
+        let mut report = StopReport::default();
+        for worker in &workers {
+            worker.inner.set_state(WorkerState::Stopping);
+        }
+        // Polls in flight may still bring tasks; they are handed back as they arrive.
+        let loops: Vec<JoinHandle<()>> = self
+            .inner
+            .loops
+            .lock()
+            .map(|mut l| l.iter_mut().filter_map(|s| s.handle.take()).collect())
+            .unwrap_or_default();
+        for handle in loops {
+            let abort = handle.abort_handle();
+            if tokio::time::timeout_at(until.into(), handle).await.is_err() {
+                abort.abort();
+            }
+        }
+        for worker in &workers {
+            report.returned_tasks += worker.inner.give_back_buffered();
+        }
+        while workers.iter().any(|w| w.inner.running() > 0) && Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        report.abandoned_tasks = workers.iter().map(|w| w.inner.running()).sum();
+        if !self.inner.deliveries.drain(until).await {
+            tracing::warn!(
+                pending = self.inner.deliveries.pending(),
+                "stop deadline passed with results undelivered"
+            );
+        }
+        report.journalled_results = self.finish().await;
+        report
+    }
+
+    /// Stops at once: no more polls, deliveries abandoned and journalled.
+    pub async fn kill(&self) -> StopReport {
+        self.inner.state.store(STOPPING, Ordering::Release);
+        let workers = self.workers();
+        for worker in &workers {
+            worker.inner.set_state(WorkerState::Stopping);
+        }
+        if let Ok(mut loops) = self.inner.loops.lock() {
+            for slot in loops.iter_mut() {
+                if let Some(h) = slot.handle.take() {
+                    h.abort();
+                }
+            }
+        }
+        let report = StopReport {
+            abandoned_tasks: workers.iter().map(|w| w.inner.running()).sum(),
+            journalled_results: 0,
+            returned_tasks: 0,
+        };
+        StopReport {
+            journalled_results: self.finish().await,
+            ..report
+        }
+    }
+
+    async fn finish(&self) -> usize {
+        let journalled = self.inner.deliveries.kill().await;
+        if let Ok(mut background) = self.inner.background.lock() {
+            for task in background.drain(..) {
+                task.abort();
+            }
+        }
+        for worker in self.workers() {
+            worker.inner.set_state(WorkerState::Stopped);
+        }
+        self.inner.state.store(STOPPED, Ordering::Release);
+        journalled
+    }
+}
+
+fn panic_message(e: tokio::task::JoinError) -> String {
+    if !e.is_panic() {
+        return "the task function was cancelled".into();
+    }
+    let payload = e.into_panic();
+    let text = payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic payload".into());
+    format!("the task function panicked: {text}")
+}
+
+impl Inner {
+    fn spawn_loop(&self, slot: &LoopSlot) -> JoinHandle<()> {
+        let poll_loop = PollLoop {
+            worker: Arc::clone(&slot.worker.inner),
+            server: Arc::clone(&slot.server),
+            server_count: self.servers.len(),
+            error_backoff: self.options.poll_error_backoff,
+            deadline: Arc::clone(&slot.deadline),
+        };
+        self.handle.spawn(poll_loop.run())
+    }
+}
+
+/// Every second: restart poll loops that ended while their worker runs (a panic) or that
+/// missed their progress deadline while the worker had free capacity (a hang). The official
+/// Python SDK's workers silently stop polling in both cases.
+async fn supervise(inner: std::sync::Weak<Inner>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(inner) = inner.upgrade() else { return };
+        if inner.state.load(Ordering::Acquire) != RUNNING {
+            return;
+        }
+        let now = crate::api::now_millis() as u64;
+        let Ok(mut loops) = inner.loops.lock() else {
+            return;
+        };
+        for i in 0..loops.len() {
+            let slot = &loops[i];
+            let state = slot.worker.state();
+            if !matches!(state, WorkerState::Running | WorkerState::Paused) {
+                continue;
+            }
+            let reason = match &slot.handle {
+                Some(h) if h.is_finished() => "the poll loop ended unexpectedly (panic)",
+                Some(_)
+                    if slot.deadline.load(Ordering::Relaxed) < now
+                        && slot.worker.inner.free_slots() > 0 =>
+                {
+                    "the poll loop stopped making progress"
+                }
+                Some(_) => continue,
+                None => continue,
+            };
+            tracing::error!(task_type = %slot.worker.task_type(), server = %slot.server.url(), reason, "restarting the poll loop");
+            slot.worker
+                .inner
+                .metrics
+                .restarts
+                .fetch_add(1, Ordering::Relaxed);
+            inner.events.emit(Event::PollLoopRestarted {
+                task_type: slot.worker.task_type().to_owned(),
+                server: slot.server.id(),
+                reason: reason.to_owned(),
+            });
+            if let Some(h) = loops[i].handle.take() {
+                h.abort();
+            }
+            loops[i].deadline.store(NO_DEADLINE, Ordering::Relaxed);
+            let handle = inner.spawn_loop(&loops[i]);
+            loops[i].handle = Some(handle);
+        }
+    }
+}
+
+impl Exposition for Runtime {
+    fn metrics(&self) -> String {
+        self.metrics_text()
+    }
+
+    fn health(&self) -> (bool, String) {
+        let workers: Vec<serde_json::Value> = self
+            .health()
+            .iter()
+            .map(|h| {
+                serde_json::json!({
+                    "taskType": h.task_type,
+                    "domain": h.domain,
+                    "state": h.state.as_str(),
+                    "lastSuccessfulPollMs": h.last_successful_poll
+                        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                        .map(|d| d.as_millis() as u64),
+                    "consecutivePollErrors": h.consecutive_poll_errors,
+                    "running": h.running,
+                    "buffered": h.buffered,
+                    "restarts": h.restarts,
+                })
+            })
+            .collect();
+        let healthy = self.is_healthy();
+        let body = serde_json::json!({
+            "healthy": healthy,
+            "pendingResults": self.pending_results(),
+            "workers": workers,
+        });
+        (healthy, body.to_string())
+    }
+}

@@ -1,0 +1,10 @@
+//! What the runtime tells the outside: tracing spans (poll, execute, update, each with the task
+//! type and, where there is one, the task id), [`Event`]s for listeners, and Prometheus
+//! [`metrics`] under conductor-python's canonical names.
+
+pub(crate) mod endpoint;
+mod events;
+pub mod metrics;
+
+pub(crate) use events::EventBus;
+pub use events::{Event, Listener};
