@@ -18,7 +18,12 @@ fn cpu_seconds() -> f64 {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
     let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
     let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
     (ticks(11) + ticks(12)) / 100.0
 }
 
@@ -34,8 +39,14 @@ fn peak_rss_mb() -> f64 {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
-    let url = args.next().unwrap_or_else(|| "http://127.0.0.1:8080/api".into());
-    let tasks: u64 = args.next().map(|v| v.parse()).transpose()?.unwrap_or(20_000);
+    let url = args
+        .next()
+        .unwrap_or_else(|| "http://127.0.0.1:8080/api".into());
+    let tasks: u64 = args
+        .next()
+        .map(|v| v.parse())
+        .transpose()?
+        .unwrap_or(20_000);
     let concurrency: usize = args.next().map(|v| v.parse()).transpose()?.unwrap_or(50);
     let task_type = format!("drain_{}", std::process::id());
 
@@ -44,12 +55,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let stats = |http: reqwest::Client| {
         let admin = admin.clone();
         async move {
-            let v: serde_json::Value = http.get(format!("{admin}/admin/stats")).send().await?.json().await?;
+            let v: serde_json::Value = http
+                .get(format!("{admin}/admin/stats"))
+                .send()
+                .await?
+                .json()
+                .await?;
             Ok::<_, reqwest::Error>(v["tasks"]["completed"].as_u64().unwrap_or(0))
         }
     };
     let body = json!({"taskType": task_type, "count": tasks, "input": {}, "retryCount": 0});
-    let created = http.post(format!("{admin}/admin/tasks")).json(&body).send().await?;
+    let created = http
+        .post(format!("{admin}/admin/tasks"))
+        .json(&body)
+        .send()
+        .await?;
     if !created.status().is_success() {
         return Err(format!("enqueue failed: {}", created.status()).into());
     }
@@ -57,7 +77,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let runtime = Runtime::new(RuntimeOptions::new(vec![ServerConfig::new(&url)?]))?;
     runtime.spawn_fn(
-        WorkerOptions::new(&task_type).concurrency(concurrency).lease_extend(false),
+        WorkerOptions::new(&task_type)
+            .concurrency(concurrency)
+            .lease_extend(false),
         |_task| async { TaskOutcome::Completed(Map::new()) },
     )?;
     let cpu_start = cpu_seconds();

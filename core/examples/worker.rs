@@ -20,22 +20,32 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let options = RuntimeOptions::from_env(&ProcessEnv)?;
     let runtime = Runtime::new(options)?;
 
-    runtime.spawn_fn(WorkerOptions::new("greet").concurrency(4), |task| async move {
-        let name = task.input_data.get("name").and_then(Value::as_str).unwrap_or("world");
-        let mut output = Map::new();
-        output.insert("greeting".into(), format!("hello {name}, from Rust").into());
-        TaskOutcome::Completed(output)
-    })?;
-    runtime.spawn_fn(WorkerOptions::new("shout").concurrency(4), |task| async move {
-        match task.input_data.get("text").and_then(Value::as_str) {
-            Some(text) => {
-                let mut output = Map::new();
-                output.insert("text".into(), text.to_uppercase().into());
-                TaskOutcome::Completed(output)
+    runtime.spawn_fn(
+        WorkerOptions::new("greet").concurrency(4),
+        |task| async move {
+            let name = task
+                .input_data
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or("world");
+            let mut output = Map::new();
+            output.insert("greeting".into(), format!("hello {name}, from Rust").into());
+            TaskOutcome::Completed(output)
+        },
+    )?;
+    runtime.spawn_fn(
+        WorkerOptions::new("shout").concurrency(4),
+        |task| async move {
+            match task.input_data.get("text").and_then(Value::as_str) {
+                Some(text) => {
+                    let mut output = Map::new();
+                    output.insert("text".into(), text.to_uppercase().into());
+                    TaskOutcome::Completed(output)
+                }
+                None => TaskOutcome::FailedTerminal("input 'text' (a string) is missing".into()),
             }
-            None => TaskOutcome::FailedTerminal("input 'text' (a string) is missing".into()),
-        }
-    })?;
+        },
+    )?;
 
     runtime.start().await?;
     tracing::info!("workers running; Ctrl-C or SIGTERM to stop");

@@ -549,6 +549,10 @@ pub struct RuntimeOptions {
     pub token_refresh_interval: Duration,
     /// Extra root certificates (PEM file) trusted for `https://` servers.
     pub ca_bundle: Option<PathBuf>,
+    /// A server's circuit breaker opens after this many failed polls in a row.
+    pub breaker_failure_threshold: u32,
+    /// An open breaker lets one probe poll through after this long.
+    pub breaker_reset: Duration,
 }
 
 impl Default for RuntimeOptions {
@@ -565,6 +569,8 @@ impl Default for RuntimeOptions {
             connect_timeout: Duration::from_secs(5),
             token_refresh_interval: Duration::from_secs(45 * 60),
             ca_bundle: None,
+            breaker_failure_threshold: 3,
+            breaker_reset: Duration::from_secs(30),
         }
     }
 }
@@ -594,6 +600,19 @@ impl RuntimeOptions {
                     "expected a port number",
                 )
             })?);
+        }
+        if let Some(v) = env.get("CONDUCTOR_BREAKER_FAILURES") {
+            options.breaker_failure_threshold = parse_number("CONDUCTOR_BREAKER_FAILURES", &v)?
+                .try_into()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| {
+                    Error::config("CONDUCTOR_BREAKER_FAILURES", &v, "expected a number from 1")
+                })?;
+        }
+        if let Some(v) = env.get("CONDUCTOR_BREAKER_RESET_SECONDS") {
+            let secs = parse_number("CONDUCTOR_BREAKER_RESET_SECONDS", &v)?;
+            options.breaker_reset = Duration::from_secs(secs as u64);
         }
         if let Some(path) = env.get("CONDUCTOR_CA_BUNDLE") {
             options.ca_bundle = Some(PathBuf::from(path));

@@ -29,6 +29,7 @@
 pub mod api;
 pub mod backoff;
 pub mod client;
+pub mod cluster;
 pub mod config;
 mod error;
 pub mod journal;

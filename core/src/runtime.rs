@@ -13,7 +13,8 @@ use tokio::runtime::Handle;
 use tokio::task::JoinHandle;
 
 use crate::api::{Task, TaskDef, TaskResult};
-use crate::client::{ServerClient, ServerId};
+use crate::client::ServerClient;
+use crate::cluster::Cluster;
 use crate::config::{JournalConfig, RuntimeOptions, WorkerOptions};
 use crate::error::{Error, Result};
 use crate::journal::Journal;
@@ -41,7 +42,7 @@ struct LoopSlot {
 
 struct Inner {
     options: RuntimeOptions,
-    servers: Arc<Vec<Arc<ServerClient>>>,
+    servers: Arc<Cluster>,
     handle: Handle,
     events: Arc<EventBus>,
     metrics: Arc<Registry>,
@@ -83,8 +84,9 @@ impl std::fmt::Debug for Runtime {
                 &self
                     .inner
                     .servers
+                    .members()
                     .iter()
-                    .map(|s| s.url())
+                    .map(|m| m.client.url())
                     .collect::<Vec<_>>(),
             )
             .field(
@@ -130,13 +132,7 @@ impl Runtime {
                 ));
             }
         }
-        let servers: Vec<Arc<ServerClient>> = options
-            .servers
-            .iter()
-            .enumerate()
-            .map(|(i, config)| ServerClient::new(ServerId(i), config, &options).map(Arc::new))
-            .collect::<Result<_>>()?;
-        let servers = Arc::new(servers);
+        let servers = Arc::new(Cluster::new(&options)?);
         let journal = match &options.journal {
             JournalConfig::Disabled => None,
             JournalConfig::File(path) => Some(Journal::open(path.clone())?),
@@ -170,8 +166,18 @@ impl Runtime {
         })
     }
 
-    /// The servers, in configuration order ([`ServerId`] indexes this list).
-    pub fn servers(&self) -> &[Arc<ServerClient>] {
+    /// The servers' clients, in configuration order ([`ServerId`] indexes this list).
+    pub fn servers(&self) -> Vec<Arc<ServerClient>> {
+        self.inner
+            .servers
+            .members()
+            .iter()
+            .map(|m| Arc::clone(&m.client))
+            .collect()
+    }
+
+    /// The servers with their circuit breakers.
+    pub fn cluster(&self) -> &Cluster {
         &self.inner.servers
     }
 
@@ -257,7 +263,38 @@ impl Runtime {
 
     /// The Prometheus text exposition of the runtime's metrics.
     pub fn metrics_text(&self) -> String {
-        self.inner.metrics.render()
+        use std::fmt::Write;
+        let mut text = self.inner.metrics.render();
+        let members = self.inner.servers.members();
+        let _ = writeln!(
+            text,
+            "# HELP conductor_worker_circuit_state Circuit breaker of each server: 0 closed, 1 open, 2 half-open\n# TYPE conductor_worker_circuit_state gauge"
+        );
+        for m in members {
+            let state = match m.breaker.state() {
+                crate::cluster::CircuitState::Closed => 0,
+                crate::cluster::CircuitState::Open => 1,
+                crate::cluster::CircuitState::HalfOpen => 2,
+            };
+            let _ = writeln!(
+                text,
+                "conductor_worker_circuit_state{{server=\"{}\"}} {state}",
+                m.client.url()
+            );
+        }
+        let _ = writeln!(
+            text,
+            "# HELP conductor_worker_circuit_transitions_total Circuit breaker state changes\n# TYPE conductor_worker_circuit_transitions_total counter"
+        );
+        for m in members {
+            let _ = writeln!(
+                text,
+                "conductor_worker_circuit_transitions_total{{server=\"{}\"}} {}",
+                m.client.url(),
+                m.breaker.transitions()
+            );
+        }
+        text
     }
 
     /// Where the metrics and health endpoint listens, once started.
@@ -267,8 +304,8 @@ impl Runtime {
 
     /// Registers task definitions on every server.
     pub async fn register_task_defs(&self, defs: &[TaskDef]) -> Result<()> {
-        for server in self.inner.servers.iter() {
-            server.register_task_defs(defs).await?;
+        for member in self.inner.servers.members() {
+            member.client.register_task_defs(defs).await?;
         }
         Ok(())
     }
@@ -359,7 +396,14 @@ impl Runtime {
         }
         let mut replayed = 0;
         for entry in entries {
-            let Some(server) = self.inner.servers.iter().find(|s| s.url() == entry.server) else {
+            let Some(server) = self
+                .inner
+                .servers
+                .members()
+                .iter()
+                .map(|m| &m.client)
+                .find(|s| s.url() == entry.server)
+            else {
                 tracing::warn!(server = %entry.server, task_id = %entry.result.task_id,
                     "journalled result for a server that is not configured: kept in the journal");
                 continue;
@@ -387,10 +431,10 @@ impl Runtime {
         let Ok(mut loops) = self.inner.loops.lock() else {
             return;
         };
-        for server in self.inner.servers.iter() {
+        for member in self.inner.servers.members() {
             let mut slot = LoopSlot {
                 worker: worker.clone(),
-                server: Arc::clone(server),
+                server: Arc::clone(&member.client),
                 deadline: Arc::new(AtomicU64::new(NO_DEADLINE)),
                 handle: None,
             };
@@ -533,7 +577,7 @@ impl Inner {
         let poll_loop = PollLoop {
             worker: Arc::clone(&slot.worker.inner),
             server: Arc::clone(&slot.server),
-            server_count: self.servers.len(),
+            cluster: Arc::clone(&self.servers),
             error_backoff: self.options.poll_error_backoff,
             deadline: Arc::clone(&slot.deadline),
         };

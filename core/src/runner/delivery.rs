@@ -14,7 +14,8 @@ use tokio::task::AbortHandle;
 use super::WorkerInner;
 use crate::api::{Task, TaskResult};
 use crate::backoff::Backoff;
-use crate::client::{ServerClient, ServerId, UpdateOutcome};
+use crate::client::{ServerId, UpdateOutcome};
+use crate::cluster::Cluster;
 use crate::journal::{Journal, JournalEntry};
 use crate::telemetry::metrics::Registry;
 use crate::telemetry::{Event, EventBus};
@@ -29,7 +30,7 @@ struct Pending {
 /// All results on their way to a server.
 pub(crate) struct Deliveries {
     handle: Handle,
-    servers: Arc<Vec<Arc<ServerClient>>>,
+    servers: Arc<Cluster>,
     journal: Option<Journal>,
     backoff: Backoff,
     events: Arc<EventBus>,
@@ -51,7 +52,7 @@ pub(crate) struct Origin {
 impl Deliveries {
     pub(crate) fn new(
         handle: Handle,
-        servers: Arc<Vec<Arc<ServerClient>>>,
+        servers: Arc<Cluster>,
         journal: Option<Journal>,
         backoff: Backoff,
         events: Arc<EventBus>,
@@ -106,9 +107,11 @@ impl Deliveries {
             },
         );
         self.metrics.pending_updates.fetch_add(1, Ordering::Relaxed);
+        let span = tracing::debug_span!("update", task_type = %origin.task_type, task_id = %result.task_id, %server);
+        let delivery = Arc::clone(self).deliver(id, server, result, origin);
         let task = self
             .handle
-            .spawn(Arc::clone(self).deliver(id, server, result, origin));
+            .spawn(tracing::Instrument::instrument(delivery, span));
         if let Some(entry) = pending.get_mut(&id) {
             entry.abort = Some(task.abort_handle());
         }
@@ -128,7 +131,7 @@ impl Deliveries {
         result: Arc<TaskResult>,
         origin: Origin,
     ) {
-        let Some(server) = self.servers.get(server_id.0).cloned() else {
+        let Some(server) = self.servers.client(server_id).cloned() else {
             tracing::error!(%server_id, task_id = %result.task_id, "result for an unknown server dropped");
             self.finish(id);
             return;
@@ -136,8 +139,6 @@ impl Deliveries {
         let worker = origin.worker.upgrade();
         let metrics = worker.as_ref().map(|w| Arc::clone(&w.metrics));
         drop(worker);
-        let span = tracing::debug_span!("update", task_type = %origin.task_type, task_id = %result.task_id, server = %server.url());
-        let _guard = span.enter();
         let mut attempt: u32 = 0;
         loop {
             attempt += 1;
@@ -256,7 +257,7 @@ impl Deliveries {
             if p.journal_id.is_some() {
                 return;
             }
-            let Some(server) = self.servers.get(p.server.0) else {
+            let Some(server) = self.servers.client(p.server) else {
                 return;
             };
             let entry = JournalEntry::new(server.url(), (*p.result).clone());
@@ -365,7 +366,7 @@ impl Deliveries {
             .filter(|p| p.journal_id.is_none())
             .filter_map(|p| {
                 Some(JournalEntry::new(
-                    self.servers.get(p.server.0)?.url(),
+                    self.servers.client(p.server)?.url(),
                     (*p.result).clone(),
                 ))
             })
@@ -402,7 +403,7 @@ impl Deliveries {
         if journal_id.is_some() {
             return; // already in the journal
         }
-        let (Some(journal), Some(server)) = (&self.journal, self.servers.get(server.0)) else {
+        let (Some(journal), Some(server)) = (&self.journal, self.servers.client(server)) else {
             tracing::error!(task_id = %result.task_id, "result LOST: completed after kill and the journal is disabled");
             return;
         };

@@ -19,6 +19,7 @@ use tokio::task::AbortHandle;
 
 use crate::api::{JsonObject, Task, TaskResult, TaskStatus};
 use crate::client::{ServerClient, ServerId, UpdateOutcome};
+use crate::cluster::{Cluster, split};
 use crate::config::WorkerOptions;
 use crate::error::{Error, Result};
 use crate::telemetry::metrics::WorkerMetrics;
@@ -153,6 +154,8 @@ struct Slots {
     /// Slots claimed by polls in flight.
     reserved: usize,
     ready: VecDeque<ClaimedTask>,
+    /// Servers whose poll loop waits for capacity, sorted: free slots are split among them.
+    asking: Vec<usize>,
 }
 
 impl Slots {
@@ -164,7 +167,7 @@ impl Slots {
 
 pub(crate) struct WorkerInner {
     pub(crate) options: WorkerOptions,
-    pub(crate) servers: Arc<Vec<Arc<ServerClient>>>,
+    pub(crate) servers: Arc<Cluster>,
     pub(crate) deliveries: Arc<Deliveries>,
     pub(crate) events: Arc<EventBus>,
     pub(crate) metrics: Arc<WorkerMetrics>,
@@ -218,7 +221,7 @@ impl Drop for WaitGuard<'_> {
 impl Worker {
     pub(crate) fn new(
         options: WorkerOptions,
-        servers: Arc<Vec<Arc<ServerClient>>>,
+        servers: Arc<Cluster>,
         deliveries: Arc<Deliveries>,
         events: Arc<EventBus>,
         metrics: Arc<WorkerMetrics>,
@@ -461,7 +464,7 @@ impl WorkerInner {
                 task_id: task_id.to_owned(),
             })?;
         self.servers
-            .get(server.0)
+            .client(server)
             .cloned()
             .ok_or_else(|| Error::UnknownTask {
                 worker: self.options.task_type.clone(),
@@ -492,10 +495,14 @@ impl WorkerInner {
         }
     }
 
-    /// Claims up to `max_share` free slots for a poll of one server; waits until there is one.
+    /// Claims this server's share of the free slots for a poll; waits until it is at least one.
+    /// The share is an even split across the servers whose loops are asking for capacity now
+    /// (a server that is backing off or whose breaker is open does not ask), the remainder
+    /// rotating so that no server starves, even with a concurrency of 1.
     /// Returns `None` when the worker stops or pauses.
-    pub(crate) async fn reserve(&self, share: impl Fn(usize) -> usize) -> Option<Reservation<'_>> {
+    pub(crate) async fn reserve(&self, server: ServerId) -> Option<Reservation<'_>> {
         let mut state = self.state.subscribe();
+        let _asking = AskingGuard::new(self, server.0);
         loop {
             let notified = self.capacity.notified();
             tokio::pin!(notified);
@@ -505,9 +512,11 @@ impl WorkerInner {
             }
             {
                 let mut slots = self.lock_slots();
-                let n = share(slots.free());
+                let turn = self.rotation.load(Ordering::Relaxed);
+                let n = split(slots.free(), &slots.asking, server.0, turn);
                 if n > 0 {
                     slots.reserved += n;
+                    self.rotation.fetch_add(1, Ordering::Relaxed);
                     return Some(Reservation {
                         inner: self,
                         count: n,
@@ -598,7 +607,7 @@ impl WorkerInner {
         if !self.options.lease_extend || timeout == 0 {
             return None;
         }
-        let server = self.servers.get(claimed.server.0).cloned()?;
+        let server = self.servers.client(claimed.server).cloned()?;
         let interval = Duration::from_millis(timeout * 800).max(Duration::from_millis(200));
         let (task_id, workflow_id) = (
             claimed.task.task_id.clone(),
@@ -619,6 +628,34 @@ impl WorkerInner {
             }
         });
         Some(task.abort_handle())
+    }
+}
+
+/// Registers a server's loop as asking for capacity while it waits in `reserve`.
+struct AskingGuard<'a> {
+    inner: &'a WorkerInner,
+    server: usize,
+}
+
+impl<'a> AskingGuard<'a> {
+    fn new(inner: &'a WorkerInner, server: usize) -> Self {
+        let mut slots = inner.lock_slots();
+        if let Err(at) = slots.asking.binary_search(&server) {
+            slots.asking.insert(at, server);
+        }
+        Self { inner, server }
+    }
+}
+
+impl Drop for AskingGuard<'_> {
+    fn drop(&mut self) {
+        let mut slots = self.inner.lock_slots();
+        if let Ok(at) = slots.asking.binary_search(&self.server) {
+            slots.asking.remove(at);
+        }
+        drop(slots);
+        // The others' shares grow now.
+        self.inner.capacity.notify_waiters();
     }
 }
 

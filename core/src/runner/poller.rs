@@ -11,6 +11,7 @@ use super::{WorkerInner, WorkerState};
 use crate::api::now_millis;
 use crate::backoff::Backoff;
 use crate::client::ServerClient;
+use crate::cluster::{Admission, Cluster};
 use crate::error::Error;
 use crate::telemetry::Event;
 
@@ -20,6 +21,9 @@ pub(crate) const NO_DEADLINE: u64 = u64::MAX;
 /// Slack on top of the longest a step can legitimately take, before the supervisor calls the
 /// loop stuck.
 const STALL_SLACK: Duration = Duration::from_secs(10);
+
+/// How long past its long-poll time a poll may hold its slots.
+const LATE_MARGIN: Duration = Duration::from_millis(500);
 
 /// The delay before the next poll after `empty_streak` empty polls in a row: exponential from
 /// 2 ms up to `poll_interval`, less the time the (long) poll itself took, so that an idle
@@ -41,7 +45,7 @@ pub(crate) fn empty_poll_delay(
 pub(crate) struct PollLoop {
     pub(crate) worker: Arc<WorkerInner>,
     pub(crate) server: Arc<ServerClient>,
-    pub(crate) server_count: usize,
+    pub(crate) cluster: Arc<Cluster>,
     pub(crate) error_backoff: Backoff,
     /// When the loop must next show progress (ms since the epoch), for the supervisor.
     pub(crate) deadline: Arc<AtomicU64>,
@@ -51,25 +55,6 @@ impl PollLoop {
     fn expect_progress_within(&self, d: Duration) {
         let at = now_millis() as u64 + (d + STALL_SLACK).as_millis() as u64;
         self.deadline.store(at, Ordering::Relaxed);
-    }
-
-    /// This server's part of `free` slots: an even split across servers, the remainder going
-    /// to servers in turn so that none starves (with one free slot and three servers, each
-    /// server gets it every third time).
-    fn share(&self, free: usize) -> usize {
-        let n = self.server_count.max(1);
-        let base = free / n;
-        let remainder = free % n;
-        if remainder == 0 {
-            return base;
-        }
-        let turn = self.worker.rotation.load(Ordering::Relaxed) as usize;
-        let position = (self.server.id().0 + n - turn % n) % n;
-        let extra = usize::from(position < remainder);
-        if base + extra > 0 && extra > 0 {
-            self.worker.rotation.fetch_add(1, Ordering::Relaxed);
-        }
-        base + extra
     }
 
     pub(crate) async fn run(self) {
@@ -92,8 +77,25 @@ impl PollLoop {
                 }
                 WorkerState::Running => {}
             }
+            let server_id = self.server.id();
+            let Some(member) = self.cluster.member(server_id) else {
+                return;
+            };
+            let (admission, change) = member.breaker.admit(Instant::now());
+            self.cluster.report(&worker.events, server_id, change);
+            if let Admission::Wait(wait) = admission {
+                self.expect_progress_within(wait);
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = state.changed() => {}
+                }
+                continue;
+            }
             self.deadline.store(NO_DEADLINE, Ordering::Relaxed);
-            let Some(reservation) = worker.reserve(|free| self.share(free)).await else {
+            let Some(reservation) = worker.reserve(server_id).await else {
+                if admission == Admission::Probe {
+                    member.breaker.on_probe_abandoned();
+                }
                 continue;
             };
             self.expect_progress_within(options.poll_timeout + Duration::from_secs(35));
@@ -106,19 +108,26 @@ impl PollLoop {
                 });
             }
             let started = Instant::now();
-            let polled = {
-                let span =
-                    tracing::debug_span!("poll", task_type, server = %self.server.url(), count);
-                let _entered = span.enter();
-                self.server
-                    .batch_poll(
-                        task_type,
-                        options.domain.as_deref(),
-                        &options.worker_id,
-                        count,
-                        options.poll_timeout,
-                    )
-                    .await
+            let span = tracing::debug_span!("poll", task_type, server = %self.server.url(), count);
+            let poll = self.server.batch_poll(
+                task_type,
+                options.domain.as_deref(),
+                &options.worker_id,
+                count,
+                options.poll_timeout,
+            );
+            let poll = tracing::Instrument::instrument(poll, span);
+            tokio::pin!(poll);
+            let mut reservation = Some(reservation);
+            // A server that has not answered within its long-poll time (plus a margin) is
+            // late: its slots go back to the other servers while its answer is awaited, so a
+            // slow server never holds a task slot.
+            let polled = tokio::select! {
+                polled = &mut poll => polled,
+                _ = tokio::time::sleep(options.poll_timeout + LATE_MARGIN) => {
+                    reservation = None;
+                    poll.await
+                }
             };
             let elapsed = started.elapsed();
             worker.metrics.polls.fetch_add(1, Ordering::Relaxed);
@@ -137,12 +146,14 @@ impl PollLoop {
                     if worker.events.enabled() {
                         worker.events.emit(Event::PollCompleted {
                             task_type: task_type.to_owned(),
-                            server: self.server.id(),
+                            server: server_id,
                             received,
                             duration: elapsed,
                         });
                     }
-                    worker.accept_tasks(self.server.id(), tasks);
+                    let change = member.breaker.on_success();
+                    self.cluster.report(&worker.events, server_id, change);
+                    worker.accept_tasks(server_id, tasks);
                     drop(reservation);
                     if received == 0 {
                         empty_streak = empty_streak.saturating_add(1);
@@ -154,6 +165,8 @@ impl PollLoop {
                 }
                 Err(e) => {
                     drop(reservation);
+                    let change = member.breaker.on_failure(Instant::now());
+                    self.cluster.report(&worker.events, server_id, change);
                     error_streak = error_streak.saturating_add(1);
                     worker.consecutive_errors.fetch_add(1, Ordering::Relaxed);
                     worker.metrics.poll_errors.fetch_add(1, Ordering::Relaxed);
@@ -165,7 +178,7 @@ impl PollLoop {
                     if worker.events.enabled() {
                         worker.events.emit(Event::PollFailed {
                             task_type: task_type.to_owned(),
-                            server: self.server.id(),
+                            server: server_id,
                             error: e.to_string(),
                         });
                     }

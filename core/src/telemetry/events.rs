@@ -103,6 +103,15 @@ pub enum Event {
         /// New state.
         state: WorkerState,
     },
+    /// A server's circuit breaker changed state.
+    CircuitStateChanged {
+        /// The server.
+        server: ServerId,
+        /// Its URL.
+        url: String,
+        /// The new state.
+        state: crate::cluster::CircuitState,
+    },
     /// The supervisor restarted a poll loop that died or stopped making progress.
     PollLoopRestarted {
         /// Task type.
