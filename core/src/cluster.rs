@@ -9,7 +9,8 @@
 //! - **half-open**: one probe poll (of any worker) decides: success closes the breaker, failure
 //!   opens it again.
 //!
-//! Any successful poll, empty or not, counts as a success.
+//! Any successful poll, empty or not, counts as a success. A runtime with a single server has
+//! no breaker (there is no other server to poll meanwhile).
 
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -200,6 +201,13 @@ pub struct Cluster {
 
 impl Cluster {
     pub(crate) fn new(options: &RuntimeOptions) -> Result<Self> {
+        // With one server there is nothing to route around: its breaker never opens, and the
+        // poll error backoff alone paces retries (an open breaker would only delay recovery).
+        let threshold = if options.servers.len() > 1 {
+            options.breaker_failure_threshold
+        } else {
+            u32::MAX
+        };
         let members = options
             .servers
             .iter()
@@ -207,7 +215,7 @@ impl Cluster {
             .map(|(i, config)| {
                 Ok(Member {
                     client: Arc::new(ServerClient::new(ServerId(i), config, options)?),
-                    breaker: Breaker::new(options.breaker_failure_threshold, options.breaker_reset),
+                    breaker: Breaker::new(threshold, options.breaker_reset),
                 })
             })
             .collect::<Result<_>>()?;

@@ -19,6 +19,8 @@ impl Server {
     }
 
     pub async fn with_config(config: Config) -> Self {
+        // reqwest is built without a default crypto provider (see the client module).
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let dev = DevServer::start(config).await.expect("dev server starts");
         Self {
             dev,

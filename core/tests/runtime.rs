@@ -215,8 +215,8 @@ async fn an_old_server_without_update_v2_gets_results_through_post_tasks() {
         runtime.servers()[0].update_v2(),
         conductor_worker::client::UpdateV2::Missing
     );
-    // One probe of update-v2, then POST /api/tasks only.
-    assert!(count(&stats, "requests", "update_v2") <= 2, "{stats}");
+    // Only the results sent before the first answer probe update-v2; then POST /api/tasks.
+    assert!(count(&stats, "requests", "update_v2") <= 4, "{stats}");
     assert!(count(&stats, "requests", "update") >= 20);
 }
 
@@ -224,7 +224,10 @@ async fn an_old_server_without_update_v2_gets_results_through_post_tasks() {
 async fn an_expiring_token_is_refreshed_mid_run_without_a_lost_result() {
     init_tracing();
     let config = conductor_devserver::Config {
-        auth: vec![("key-1".into(), "secret-1".into())],
+        auth: vec![conductor_devserver::ApiKey {
+            key_id: "key-1".into(),
+            key_secret: "secret-1".into(),
+        }],
         token_ttl_secs: 1,
         ..Default::default()
     };
@@ -488,6 +491,9 @@ async fn poll_errors_back_off_and_recover() {
     // 50 ms doubling to 500 ms: about 8 polls in 3 s, not a busy loop.
     assert!(errors >= 3 && polls <= 15, "{errors} errors, {polls} polls");
     server.reset_faults().await;
+    // A long poll that began under the fault still answers garbage, and would take a task with
+    // it (the server re-offers such a task only after its response timeout).
+    tokio::time::sleep(Duration::from_millis(600)).await;
     server.enqueue("flaky", 5, json!({})).await;
     server.wait_completed(5, Duration::from_secs(10)).await;
     assert_eq!(w.health().consecutive_poll_errors, 0);
