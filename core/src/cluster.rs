@@ -176,10 +176,10 @@ impl Breaker {
 
     /// A probe ended without an answer either way (its poll was abandoned): let another try.
     pub(crate) fn on_probe_abandoned(&self) {
-        if let Ok(mut state) = self.state.lock() {
-            if let BreakerState::HalfOpen { probing: true } = *state {
-                *state = BreakerState::HalfOpen { probing: false };
-            }
+        if let Ok(mut state) = self.state.lock()
+            && let BreakerState::HalfOpen { probing: true } = *state
+        {
+            *state = BreakerState::HalfOpen { probing: false };
         }
     }
 }

@@ -60,10 +60,10 @@ impl TokenManager {
             return Ok(None);
         }
         let now = Instant::now();
-        if let Some((token, refresh_at)) = &state.token {
-            if now < *refresh_at {
-                return Ok(Some(token.clone()));
-            }
+        if let Some((token, refresh_at)) = &state.token
+            && now < *refresh_at
+        {
+            return Ok(Some(token.clone()));
         }
         if let Some(retry_at) = state.retry_at.filter(|at| now < *at) {
             return Err(Error::Auth {

@@ -33,7 +33,7 @@ pub enum UpdateOutcome {
     /// this worker: run it without polling.
     Delivered {
         /// The next task, if the server handed one out.
-        next: Option<Task>,
+        next: Option<Box<Task>>,
     },
     /// The server does not know the task (404): it was deleted, or its workflow is gone.
     /// Retrying cannot help.
@@ -358,7 +358,7 @@ impl ServerClient {
                 // failure (which would resend the result). The server re-offers it after its
                 // response timeout.
                 let next = match serde_json::from_slice::<Task>(&bytes) {
-                    Ok(task) => Some(task),
+                    Ok(task) => Some(Box::new(task)),
                     Err(e) => {
                         tracing::warn!(server = %self.url, error = %e, "update-v2 returned an undecodable next task");
                         None

@@ -151,7 +151,7 @@ impl Deliveries {
                 Ok(UpdateOutcome::Delivered { next }) => {
                     if let Some(task) = next {
                         match origin.worker.upgrade() {
-                            Some(worker) => worker.accept_tasks(server_id, vec![task]),
+                            Some(worker) => worker.accept_tasks(server_id, vec![*task]),
                             None => self.give_back(
                                 server_id,
                                 &task,
@@ -205,7 +205,7 @@ impl Deliveries {
                     if attempt == 1 {
                         self.journal_pending(id);
                     }
-                    if attempt == 1 || attempt % 10 == 0 {
+                    if attempt == 1 || attempt.is_multiple_of(10) {
                         tracing::warn!(attempt, error = %e, "result delivery failed; retrying");
                     }
                     self.emit_failure(&origin, &result, server_id, e.to_string(), true);

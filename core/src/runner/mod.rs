@@ -210,10 +210,10 @@ struct WaitGuard<'a> {
 
 impl Drop for WaitGuard<'_> {
     fn drop(&mut self) {
-        if self.count > 0 {
-            if let Ok(mut slots) = self.inner.slots.lock() {
-                slots.waiting = slots.waiting.saturating_sub(self.count);
-            }
+        if self.count > 0
+            && let Ok(mut slots) = self.inner.slots.lock()
+        {
+            slots.waiting = slots.waiting.saturating_sub(self.count);
         }
     }
 }

@@ -170,7 +170,7 @@ impl PollLoop {
                     error_streak = error_streak.saturating_add(1);
                     worker.consecutive_errors.fetch_add(1, Ordering::Relaxed);
                     worker.metrics.poll_errors.fetch_add(1, Ordering::Relaxed);
-                    if error_streak == 1 || error_streak % 20 == 0 {
+                    if error_streak == 1 || error_streak.is_multiple_of(20) {
                         tracing::warn!(task_type, server = %self.server.url(), errors_in_a_row = error_streak, error = %e, "poll failed");
                     } else {
                         tracing::debug!(task_type, server = %self.server.url(), error = %e, "poll failed");

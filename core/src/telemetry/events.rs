@@ -185,13 +185,12 @@ impl EventBus {
         let Ok(sender) = self.sender.lock() else {
             return;
         };
-        if let Some(tx) = sender.as_ref() {
-            if let Err(TrySendError::Full(_)) = tx.try_send(event) {
-                // Listeners that cannot keep up lose events rather than slow task delivery.
-                if self.dropped.fetch_add(1, Ordering::Relaxed) % 10_000 == 0 {
-                    tracing::warn!("event listeners are too slow: events are being dropped");
-                }
-            }
+        if let Some(tx) = sender.as_ref()
+            && let Err(TrySendError::Full(_)) = tx.try_send(event)
+            // Listeners that cannot keep up lose events rather than slow task delivery.
+            && self.dropped.fetch_add(1, Ordering::Relaxed).is_multiple_of(10_000)
+        {
+            tracing::warn!("event listeners are too slow: events are being dropped");
         }
     }
 }

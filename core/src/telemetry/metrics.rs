@@ -22,6 +22,9 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+type CounterOf = fn(&WorkerMetrics) -> &AtomicU64;
+type HistogramOf = fn(&WorkerMetrics) -> &Histogram;
+
 const BUCKETS: [f64; 14] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
@@ -105,7 +108,7 @@ impl Registry {
             })
             .unwrap_or_default();
         let mut out = String::with_capacity(4096);
-        let counters: [(&str, &str, fn(&WorkerMetrics) -> &AtomicU64); 5] = [
+        let counters: [(&str, &str, CounterOf); 5] = [
             ("task_poll_total", "Polls sent", |m| &m.polls),
             ("task_poll_error_total", "Polls that failed", |m| {
                 &m.poll_errors
@@ -137,7 +140,7 @@ impl Registry {
                 );
             }
         }
-        let histograms: [(&str, &str, fn(&WorkerMetrics) -> &Histogram); 3] = [
+        let histograms: [(&str, &str, HistogramOf); 3] = [
             ("task_poll_time_seconds", "Poll round trips", |m| {
                 &m.poll_time
             }),
