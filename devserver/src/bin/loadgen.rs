@@ -148,7 +148,11 @@ async fn worker(
 }
 
 async fn run(args: Args) -> Result<bool, LoadError> {
-    let root = args.url.trim_end_matches('/').trim_end_matches("/api").to_string();
+    let root = args
+        .url
+        .trim_end_matches('/')
+        .trim_end_matches("/api")
+        .to_string();
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(args.concurrency as usize * 2)
         .tcp_nodelay(true)
@@ -230,7 +234,10 @@ async fn run(args: Args) -> Result<bool, LoadError> {
 fn main() -> ExitCode {
     let args = Args::parse();
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("conductor-loadgen: cannot start the runtime: {e}");
