@@ -83,6 +83,9 @@ pub struct Workflow {
 
 type WfCell = Mutex<Workflow>;
 
+/// (deadline in ms, task id), earliest first.
+type Deadline = Reverse<(i64, Arc<str>)>;
+
 #[derive(Clone)]
 struct TaskRef {
     wf: Arc<WfCell>,
@@ -209,7 +212,7 @@ pub struct Store {
     taskdefs: RwLock<HashMap<String, Arc<TaskDef>>>,
     wfdefs: RwLock<HashMap<String, BTreeMap<i32, Arc<CompiledDef>>>>,
     /// (deadline ms, task id) of IN_PROGRESS tasks; stale entries are skipped when popped.
-    timeouts: Mutex<BinaryHeap<Reverse<(i64, Arc<str>)>>>,
+    timeouts: Mutex<BinaryHeap<Deadline>>,
     pub stats: Counters,
 }
 

@@ -195,9 +195,10 @@ async fn malformed_rate_sends_a_200_with_broken_json() {
 #[tokio::test]
 async fn latency_delays_every_answer() {
     let env = start().await;
-    let mut f = Faults::default();
-    f.latency_ms = 300;
-    env.server.set_faults(f);
+    env.server.set_faults(Faults {
+        latency_ms: 300,
+        ..Faults::default()
+    });
     let t0 = Instant::now();
     env.get_json(&format!("{}/health", env.root)).await;
     assert!(t0.elapsed() >= Duration::from_millis(290));
