@@ -6,7 +6,7 @@
 # Usage: bench/core.sh [TASKS] [RUNS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-tasks=${1:-20000}
+tasks=${1:-50000}
 runs=${2:-3}
 
 cargo build --release --quiet -p conductor-devserver --bins
@@ -24,7 +24,7 @@ done
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 limit=(); ours=(); cpu=(); rss=()
 for i in $(seq "$runs"); do
-  out=$(target/release/conductor-loadgen --url "$url" --task-type "limit_$i" --tasks "$tasks" --concurrency 8 --batch 10 --timeout-ms 100)
+  out=$(target/release/conductor-loadgen --url "$url" --task-type "limit_$i" --tasks "$tasks" --concurrency 16 --batch 20 --timeout-ms 100)
   limit+=("$(printf '%s\n' "$out" | sed -n 's/.*[^0-9.]\([0-9.]\+\) tasks\/s.*/\1/p' | head -1)")
   json=$(target/release/examples/drain "$url/api" "$tasks" 50)
   ours+=("$(printf '%s' "$json" | python3 -c 'import json,sys; print(json.load(sys.stdin)["tasks_per_s"])')")

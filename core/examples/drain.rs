@@ -50,6 +50,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let concurrency: usize = args.next().map(|v| v.parse()).transpose()?.unwrap_or(50);
     let task_type = format!("drain_{}", std::process::id());
 
+    // This example's own reqwest client needs a TLS provider before the runtime installs one.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let admin = url.trim_end_matches("/api").to_owned();
     let http = reqwest::Client::new();
     let stats = |http: reqwest::Client| {

@@ -454,17 +454,17 @@ impl Runtime {
                         Err(_) => return,
                     };
                     let task = claimed.task;
-                    let span = tracing::debug_span!("execute", task_type = %task.task_type, task_id = %task.task_id);
-                    let run = {
-                        let _entered = span.enter();
-                        tokio::spawn(f(task.clone()))
-                    };
+                    let (id, wf) = (task.task_id.clone(), task.workflow_instance_id.clone());
+                    let span =
+                        tracing::debug_span!("execute", task_type = %task.task_type, task_id = %id);
+                    // Its own tokio task, so that a panic fails this task and not the executor.
+                    let run = tokio::spawn(tracing::Instrument::instrument(f(task), span));
                     let result = match run.await {
-                        Ok(outcome) => outcome.into_result(&task),
+                        Ok(outcome) => outcome.into_result(&id, &wf),
                         Err(e) => {
                             let reason = panic_message(e);
-                            tracing::error!(task_id = %task.task_id, %reason, "task function panicked");
-                            TaskResult::failed(&task.task_id, &task.workflow_instance_id, reason)
+                            tracing::error!(task_id = %id, %reason, "task function panicked");
+                            TaskResult::failed(&id, &wf, reason)
                         }
                     };
                     if let Err(e) = worker.complete(result) {

@@ -64,6 +64,9 @@ pub struct ServerClient {
     update_v2: AtomicU8,
     request_timeout: Duration,
     poll_grace: Duration,
+    /// `…/tasks` and `…/tasks/update-v2`, parsed once: they are on every task's path.
+    update_url: reqwest::Url,
+    update_v2_url: reqwest::Url,
 }
 
 impl fmt::Debug for ServerClient {
@@ -165,6 +168,8 @@ impl ServerClient {
             update_v2: AtomicU8::new(V2_UNKNOWN),
             request_timeout: options.request_timeout,
             poll_grace: options.poll_grace,
+            update_url: parse_endpoint(&config.url, "/tasks")?,
+            update_v2_url: parse_endpoint(&config.url, "/tasks/update-v2")?,
         })
     }
 
@@ -193,12 +198,19 @@ impl ServerClient {
         &self,
         endpoint: &'static str,
         method: Method,
-        path: &str,
+        url: Endpoint<'_>,
         query: &[(&str, &str)],
         body: Option<(&'static str, Vec<u8>)>,
         timeout: Duration,
     ) -> Result<reqwest::Response> {
-        let url = format!("{}{}", self.url, path);
+        let url = match url {
+            Endpoint::Parsed(url) => url.clone(),
+            Endpoint::Path(path) => {
+                reqwest::Url::parse(&format!("{}{}", self.url, path)).map_err(|e| {
+                    Error::config("server url", format!("{}{path}", self.url), e.to_string())
+                })?
+            }
+        };
         for attempt in 0..2 {
             let token = match &self.auth {
                 Some(auth) => {
@@ -207,7 +219,10 @@ impl ServerClient {
                 }
                 None => None,
             };
-            let mut request = self.http.request(method.clone(), &url).timeout(timeout);
+            let mut request = self
+                .http
+                .request(method.clone(), url.clone())
+                .timeout(timeout);
             if !query.is_empty() {
                 request = request.query(query);
             }
@@ -298,7 +313,7 @@ impl ServerClient {
             .send(
                 ENDPOINT,
                 Method::GET,
-                &path,
+                Endpoint::Path(&path),
                 &query,
                 None,
                 long_poll + self.poll_grace,
@@ -337,7 +352,7 @@ impl ServerClient {
             .send(
                 ENDPOINT,
                 Method::POST,
-                "/tasks/update-v2",
+                Endpoint::Parsed(&self.update_v2_url),
                 &[],
                 Some(("application/json", body)),
                 self.request_timeout,
@@ -403,7 +418,7 @@ impl ServerClient {
             .send(
                 ENDPOINT,
                 Method::POST,
-                "/tasks",
+                Endpoint::Parsed(&self.update_url),
                 &[],
                 Some(("application/json", body)),
                 self.request_timeout,
@@ -431,7 +446,7 @@ impl ServerClient {
             .send(
                 ENDPOINT,
                 Method::POST,
-                &path,
+                Endpoint::Path(&path),
                 &[],
                 Some(("text/plain", line.as_bytes().to_vec())),
                 self.request_timeout,
@@ -452,7 +467,7 @@ impl ServerClient {
             .send(
                 ENDPOINT,
                 Method::POST,
-                "/metadata/taskdefs",
+                Endpoint::Path("/metadata/taskdefs"),
                 &[],
                 Some(("application/json", body)),
                 self.request_timeout,
@@ -473,7 +488,7 @@ impl ServerClient {
             .send(
                 ENDPOINT,
                 Method::GET,
-                &path,
+                Endpoint::Path(&path),
                 &[],
                 None,
                 self.request_timeout,
@@ -494,6 +509,18 @@ impl ServerClient {
             _ => Err(self.status_error(ENDPOINT, response).await),
         }
     }
+}
+
+/// Where a request goes: a URL parsed once, or a path under the server's base URL.
+#[derive(Clone, Copy)]
+enum Endpoint<'a> {
+    Parsed(&'a reqwest::Url),
+    Path(&'a str),
+}
+
+fn parse_endpoint(base: &str, path: &str) -> Result<reqwest::Url> {
+    reqwest::Url::parse(&format!("{base}{path}"))
+        .map_err(|e| Error::config("server url", base, e.to_string()))
 }
 
 /// Conductor's `NotFoundException` body: an `ErrorResponse` whose message is about a task

@@ -85,9 +85,8 @@ pub enum TaskOutcome {
 }
 
 impl TaskOutcome {
-    /// The result for `task`.
-    pub fn into_result(self, task: &Task) -> TaskResult {
-        let (id, wf) = (task.task_id.as_str(), task.workflow_instance_id.as_str());
+    /// The result for the task `id` of workflow `wf`.
+    pub fn into_result(self, id: &str, wf: &str) -> TaskResult {
         match self {
             Self::Completed(output) => TaskResult::completed(id, wf, output),
             Self::Failed(reason) => TaskResult::failed(id, wf, reason),
