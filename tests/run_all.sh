@@ -31,6 +31,23 @@ rust_tests() {
   cargo test
 }
 
+contract_suite() {
+  step "the contract suite against the dev server and a real Conductor server"
+  cargo build --release --quiet -p conductor-devserver
+  # The jar is ~440 MB, cached in ~/.cache/conductor; a download failure is reported, not fatal.
+  .venv/bin/python tests/tools/conductor_server.py fetch || true
+  .venv/bin/python -m ruff check tests
+  rm -f "$not_run_file"
+  CONTRACT_NOT_RUN_FILE="$not_run_file" .venv/bin/python -m pytest -q -p no:cacheprovider tests/contract
+}
+
+not_run_file=$(mktemp -u /tmp/contract-not-run.XXXXXX)
 install_prerequisites
 rust_checks
 rust_tests
+contract_suite
+# Never let the real-server tier pass silently: when it could not run, say so last, loudly.
+if [ -s "$not_run_file" ]; then
+  printf '\n\033[1;31mreal Conductor server tier NOT RUN: %s\033[0m\n' "$(cat "$not_run_file")"
+  rm -f "$not_run_file"
+fi

@@ -253,7 +253,7 @@ mod tests {
     fn corrupt_lines_are_reported_moved_and_skipped() {
         let (journal, dir) = temp_journal("corrupt");
         let good = JournalEntry::new("http://a/api", TaskResult::failed("t1", "w1", "x"));
-        journal.append(&[good.clone()]).unwrap();
+        journal.append(std::slice::from_ref(&good)).unwrap();
         let mut f = OpenOptions::new()
             .append(true)
             .open(journal.path())
@@ -262,7 +262,7 @@ mod tests {
         f.write_all(b"\xff\xfe not even utf-8\n").unwrap();
         drop(f);
         let good2 = JournalEntry::new("http://a/api", TaskResult::failed("t2", "w1", "y"));
-        journal.append(&[good2.clone()]).unwrap();
+        journal.append(std::slice::from_ref(&good2)).unwrap();
 
         assert_eq!(journal.load().unwrap(), vec![good.clone(), good2.clone()]);
         let corrupt = std::fs::read(journal.path().with_extension("corrupt")).unwrap();

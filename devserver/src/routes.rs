@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use crate::auth::Auth;
 use crate::error::{ApiError, json_bytes};
 use crate::faults::{FaultState, Faults};
-use crate::model::{StartWorkflowRequest, TaskDef, TaskResult, WorkflowDef, now_ms};
+use crate::model::{StartWorkflowRequest, TaskDef, TaskResult, WorkflowDef};
 use crate::store::{BulkRequest, Store};
 
 /// Everything the handlers share.
@@ -48,13 +48,21 @@ fn text(s: &str) -> Response {
     r
 }
 
-/// The body Spring answers for a route that does not exist.
+/// What conductor-oss 3.32 answers for a route that does not exist: an `ErrorResponse` whose
+/// message is Spring's ("No static resource …" for 404, "Request method 'POST' is not
+/// supported" for 405, which is what an old server answers to update-v2 because the path
+/// matches `GET /api/tasks/{taskId}`).
 pub fn spring_missing(status: StatusCode, path: &str) -> Response {
+    let message = if status == StatusCode::METHOD_NOT_ALLOWED {
+        "Request method 'POST' is not supported".to_owned()
+    } else {
+        format!("No static resource {}.", path.trim_start_matches('/'))
+    };
     let body = json!({
-        "timestamp": now_ms(),
         "status": status.as_u16(),
-        "error": status.canonical_reason().unwrap_or(""),
-        "path": path,
+        "message": message,
+        "instance": "conductor-devserver",
+        "retryable": false,
     });
     json_bytes(status, body.to_string().into_bytes())
 }
@@ -100,6 +108,9 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/admin/tasks", post(bulk_tasks))
         .route("/admin/tasks/{id}/history", get(history))
         .fallback(|uri: Uri| async move { spring_missing(StatusCode::NOT_FOUND, uri.path()) })
+        .method_not_allowed_fallback(|uri: Uri| async move {
+            spring_missing(StatusCode::METHOD_NOT_ALLOWED, uri.path())
+        })
         .with_state(app)
 }
 

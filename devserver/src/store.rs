@@ -953,6 +953,15 @@ impl Store {
         if r.workflow_instance_id.as_deref().unwrap_or("").is_empty() {
             return Err(bad("Workflow Id cannot be null or empty"));
         }
+        // The real server loads the workflow first, so an unknown workflow id is reported as
+        // such, even when the task id is unknown too.
+        let workflow_id = r.workflow_instance_id.as_deref().unwrap_or("");
+        if self.workflow(workflow_id).is_none() {
+            inc(&self.stats.unknown_task);
+            return Err(ApiError::NotFound(format!(
+                "No such workflow found by id: {workflow_id}"
+            )));
+        }
         let Some(tr) = self.lookup(task_id) else {
             inc(&self.stats.unknown_task);
             return Err(ApiError::NotFound(format!(
@@ -1173,9 +1182,13 @@ impl Store {
 
     /// A task's execution logs (empty for an unknown task).
     pub fn logs(&self, id: &str) -> Vec<TaskExecLog> {
-        self.lookup(id)
+        let mut logs = self
+            .lookup(id)
             .map(|r| lock(&r.wf).tasks[r.idx].internal.logs.clone())
-            .unwrap_or_default()
+            .unwrap_or_default();
+        // The real server returns them ordered by their createdTime, not by arrival.
+        logs.sort_by_key(|l| l.created_time);
+        logs
     }
 
     /// Polls and updates one task received.

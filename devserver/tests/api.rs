@@ -129,7 +129,8 @@ async fn update_of_an_unknown_task_is_a_404_error_response() {
     assert_eq!(r.status(), 404);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["status"], 404);
-    assert_eq!(body["message"], "No such task found by id: nope");
+    // The real server looks the workflow up first.
+    assert_eq!(body["message"], "No such workflow found by id: wf");
     assert_eq!(body["retryable"], false);
     assert!(body["instance"].is_string());
     assert_eq!(env.server.stats().updates.unknown_task, 1);
@@ -417,12 +418,12 @@ async fn update_v2_returns_the_next_task_or_204() {
         r.json::<Value>().await.unwrap()["message"]
             .as_str()
             .unwrap()
-            .contains("No such task")
+            .contains("No such workflow")
     );
 }
 
 #[tokio::test]
-async fn logs_from_the_log_endpoint_and_from_task_results_are_kept_in_order() {
+async fn logs_from_the_log_endpoint_and_from_task_results_are_ordered_by_created_time() {
     let env = start().await;
     env.enqueue(json!({"taskType": "logs"})).await;
     let t = env.poll_one("logs").await;
@@ -444,11 +445,12 @@ async fn logs_from_the_log_endpoint_and_from_task_results_are_kept_in_order() {
     let logs = env.get_json(&format!("{}/tasks/{id}/log", env.api)).await;
     let logs = logs.as_array().unwrap();
     assert_eq!(logs.len(), 2);
-    assert_eq!(logs[0]["log"], "first line");
-    assert_eq!(logs[0]["taskId"], id);
-    assert!(logs[0]["createdTime"].as_i64().unwrap() > 0);
-    assert_eq!(logs[1]["log"], "second");
-    assert_eq!(logs[1]["createdTime"], 42);
+    // As the real server does: by createdTime, not by arrival.
+    assert_eq!(logs[0]["log"], "second");
+    assert_eq!(logs[0]["createdTime"], 42);
+    assert_eq!(logs[1]["log"], "first line");
+    assert_eq!(logs[1]["taskId"], id);
+    assert!(logs[1]["createdTime"].as_i64().unwrap() > 42);
 }
 
 #[tokio::test]

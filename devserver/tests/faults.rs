@@ -229,9 +229,13 @@ async fn update_v2_can_be_made_to_look_missing() {
         assert_eq!(r.status(), status);
         let e: Value = r.json().await.unwrap();
         assert_eq!(e["status"], status);
-        assert_eq!(e["path"], "/api/tasks/update-v2");
-        assert!(e["error"].is_string() && e["timestamp"].is_i64());
-        assert!(e.get("message").is_none(), "not a task error: {e}");
+        // As conductor-oss 3.32 answers a route it does not have: a Spring message, never
+        // "No such task/workflow" (which would mean the task is gone).
+        let message = e["message"].as_str().unwrap_or_default();
+        assert!(
+            message.starts_with("No static resource") || message.contains("not supported"),
+            "{e}"
+        );
     }
     assert_eq!(env.task(&t["taskId"]).await["status"], "IN_PROGRESS");
     assert_eq!(env.update(&t, "COMPLETED", json!({})).await.status(), 200);

@@ -523,14 +523,17 @@ fn parse_endpoint(base: &str, path: &str) -> Result<reqwest::Url> {
         .map_err(|e| Error::config("server url", base, e.to_string()))
 }
 
-/// Conductor's `NotFoundException` body: an `ErrorResponse` whose message is about a task
-/// ("No such task found by id: …"). A missing route answers with Spring's default body
-/// (`{"error":"Not Found","path":…}`), HTML or nothing.
+/// Conductor's `NotFoundException` for an update: "No such task found by id: …", or "No such
+/// workflow found by id: …" (the server loads the workflow first). A missing route answers
+/// "No static resource …" (3.32), Spring's default body, HTML or nothing.
 fn is_task_not_found(body: &[u8]) -> bool {
     serde_json::from_slice::<ErrorResponse>(body)
         .ok()
         .and_then(|e| e.message)
-        .is_some_and(|m| m.to_ascii_lowercase().contains("task"))
+        .is_some_and(|m| {
+            let m = m.to_ascii_lowercase();
+            m.contains("no such task") || m.contains("no such workflow")
+        })
 }
 
 /// Percent-encodes one path segment.
@@ -554,6 +557,12 @@ mod tests {
     fn not_found_bodies() {
         assert!(is_task_not_found(
             br#"{"status":404,"message":"No such task found by id: abc","instance":"x","retryable":false}"#
+        ));
+        assert!(is_task_not_found(
+            br#"{"status":404,"message":"No such workflow found by id: w-x","instance":"vm","retryable":false}"#
+        ));
+        assert!(!is_task_not_found(
+            br#"{"status":404,"message":"No static resource api/tasks/update-v2.","instance":"vm","retryable":false}"#
         ));
         assert!(!is_task_not_found(
             br#"{"timestamp":"2026","status":404,"error":"Not Found","path":"/api/tasks/update-v2"}"#
