@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+
 from tools.conductor_server import ConductorServer
 from tools.devserver import DevServer
 from tools.fixtures import conductor_server_fixture, devserver_fixture, pytest_terminal_summary
@@ -64,8 +65,17 @@ class Target:
         """A workflow of one SIMPLE task of a new type; returns the workflow name."""
         self.taskdef(task_type, **taskdef)
         name = self.unique("wf")
-        self.workflow(name, [{"name": task_type, "taskReferenceName": "only", "type": "SIMPLE",
-                               "inputParameters": {"x": "${workflow.input.x}"}}])
+        self.workflow(
+            name,
+            [
+                {
+                    "name": task_type,
+                    "taskReferenceName": "only",
+                    "type": "SIMPLE",
+                    "inputParameters": {"x": "${workflow.input.x}"},
+                }
+            ],
+        )
         return name
 
     def start(self, name: str, input: dict[str, Any] | None = None) -> str:
@@ -73,8 +83,14 @@ class Target:
         assert r.status == 200, (r.status, r.text)
         return r.text.strip().strip('"')
 
-    def poll(self, task_type: str, count: int = 1, timeout: int = 100, domain: str | None = None,
-             worker: str = "contract-worker") -> list[dict[str, Any]]:
+    def poll(
+        self,
+        task_type: str,
+        count: int = 1,
+        timeout: int = 100,
+        domain: str | None = None,
+        worker: str = "contract-worker",
+    ) -> list[dict[str, Any]]:
         query = f"?workerid={worker}&count={count}&timeout={timeout}"
         if domain:
             query += f"&domain={domain}"
@@ -94,8 +110,13 @@ class Target:
         raise AssertionError(f"no {task_type} task within {within} s")
 
     def update(self, task: dict[str, Any], status: str, v2: bool = False, **fields: Any) -> Any:
-        body = {"taskId": task["taskId"], "workflowInstanceId": task["workflowInstanceId"],
-                "status": status, "workerId": "contract-worker", **fields}
+        body = {
+            "taskId": task["taskId"],
+            "workflowInstanceId": task["workflowInstanceId"],
+            "status": status,
+            "workerId": "contract-worker",
+            **fields,
+        }
         return self.api.post("/tasks/update-v2" if v2 else "/tasks", body)
 
     def workflow_status(self, workflow_id: str) -> dict[str, Any]:

@@ -10,6 +10,7 @@ import threading
 import time
 
 import pytest
+
 from conftest import Target, wait_for
 
 
@@ -65,10 +66,18 @@ def test_a_workflow_runs_task_by_task_with_expressions(server: Target) -> None:
     server.workflow(
         wf,
         [
-            {"name": a, "taskReferenceName": "first", "type": "SIMPLE",
-             "inputParameters": {"name": "${workflow.input.name}", "n": "${workflow.input.n}"}},
-            {"name": b, "taskReferenceName": "second", "type": "SIMPLE",
-             "inputParameters": {"greeting": "${first.output.greeting}", "nested": "${first.output.deep.value}"}},
+            {
+                "name": a,
+                "taskReferenceName": "first",
+                "type": "SIMPLE",
+                "inputParameters": {"name": "${workflow.input.name}", "n": "${workflow.input.n}"},
+            },
+            {
+                "name": b,
+                "taskReferenceName": "second",
+                "type": "SIMPLE",
+                "inputParameters": {"greeting": "${first.output.greeting}", "nested": "${first.output.deep.value}"},
+            },
         ],
         output={"result": "${second.output.shout}"},
     )
@@ -83,8 +92,9 @@ def test_a_workflow_runs_task_by_task_with_expressions(server: Target) -> None:
     second = server.poll_one(b)
     assert second["inputData"] == {"greeting": "hello Ada", "nested": [1, 2]}
     assert server.update(second, "COMPLETED", outputData={"shout": "HELLO ADA"}).status == 200
-    done = wait_for(lambda: (w := server.workflow_status(workflow_id))["status"] == "COMPLETED" and w,
-                    10, "workflow completion")
+    done = wait_for(
+        lambda: (w := server.workflow_status(workflow_id))["status"] == "COMPLETED" and w, 10, "workflow completion"
+    )
     assert done["output"] == {"result": "HELLO ADA"}
     assert [t["status"] for t in done["tasks"]] == ["COMPLETED", "COMPLETED"]
 
@@ -92,8 +102,7 @@ def test_a_workflow_runs_task_by_task_with_expressions(server: Target) -> None:
 def test_a_domain_task_is_only_polled_in_its_domain(server: Target) -> None:
     task_type = server.unique("dom")
     wf = server.simple_workflow(task_type)
-    r = server.api.post("/workflow", {"name": wf, "version": 1, "input": {"x": 1},
-                                      "taskToDomain": {task_type: "blue"}})
+    r = server.api.post("/workflow", {"name": wf, "version": 1, "input": {"x": 1}, "taskToDomain": {task_type: "blue"}})
     assert r.status == 200, r.text
     assert server.poll(task_type, count=1, timeout=500) == []
     task = server.poll_one(task_type, domain="blue")
@@ -102,16 +111,18 @@ def test_a_domain_task_is_only_polled_in_its_domain(server: Target) -> None:
 
 @pytest.mark.parametrize("endpoint", ["/tasks", "/tasks/update-v2"])
 def test_an_update_for_an_unknown_task_is_404_with_an_error_body(server: Target, endpoint: str) -> None:
-    unknown_workflow = server.api.post(endpoint, {"taskId": "no-such-task", "workflowInstanceId": "no-such-wf",
-                                                  "status": "COMPLETED"})
+    unknown_workflow = server.api.post(
+        endpoint, {"taskId": "no-such-task", "workflowInstanceId": "no-such-wf", "status": "COMPLETED"}
+    )
     assert unknown_workflow.status == 404
     body = unknown_workflow.json()
     assert body["message"] == "No such workflow found by id: no-such-wf", "the workflow is looked up first"
     assert body["retryable"] is False
     task_type = server.unique("unknown")
     workflow_id = server.start(server.simple_workflow(task_type), {"x": 1})
-    unknown_task = server.api.post(endpoint, {"taskId": "no-such-task", "workflowInstanceId": workflow_id,
-                                              "status": "COMPLETED"})
+    unknown_task = server.api.post(
+        endpoint, {"taskId": "no-such-task", "workflowInstanceId": workflow_id, "status": "COMPLETED"}
+    )
     assert unknown_task.status == 404
     assert unknown_task.json()["message"] == "No such task found by id: no-such-task"
 
@@ -176,8 +187,9 @@ def test_failed_with_terminal_error_is_never_retried(server: Target) -> None:
     workflow_id = server.start(server.simple_workflow(task_type, retryCount=3), {"x": 1})
     task = server.poll_one(task_type)
     assert server.update(task, "FAILED_WITH_TERMINAL_ERROR", reasonForIncompletion="bad input").status == 200
-    failed = wait_for(lambda: (w := server.workflow_status(workflow_id))["status"] == "FAILED" and w,
-                      10, "workflow failure")
+    failed = wait_for(
+        lambda: (w := server.workflow_status(workflow_id))["status"] == "FAILED" and w, 10, "workflow failure"
+    )
     assert len(failed["tasks"]) == 1
     assert server.poll(task_type, count=1, timeout=500) == []
 
@@ -217,8 +229,10 @@ def test_task_logs_and_get_task(server: Target) -> None:
     logs = server.api.get(f"/tasks/{task['taskId']}/log").json()
     assert [entry["log"] for entry in logs] == ["step one done"]
     # A result's log lines carry their own createdTime; logs come back ordered by it.
-    assert server.update(task, "COMPLETED", logs=[{"log": "started", "taskId": task["taskId"],
-                                                   "createdTime": 1}]).status == 200
+    assert (
+        server.update(task, "COMPLETED", logs=[{"log": "started", "taskId": task["taskId"], "createdTime": 1}]).status
+        == 200
+    )
     logs = server.api.get(f"/tasks/{task['taskId']}/log").json()
     assert [entry["log"] for entry in logs] == ["started", "step one done"]
     assert server.task(task["taskId"])["taskType"] == task_type

