@@ -129,6 +129,22 @@ class Target:
         assert r.status == 200, (r.status, r.text)
         return dict(r.json())
 
+    def queue_size(self, task_type: str, domain: str | None = None) -> int:
+        query = f"?taskType={task_type}" + (f"&domain={domain}" if domain else "")
+        r = self.api.get(f"/tasks/queue/size{query}")
+        assert r.status == 200, (r.status, r.text)
+        return int(r.json())
+
+    def first_poll_after(self, task_type: str, since: float, within: float = 15.0) -> tuple[dict[str, Any], float]:
+        """Poll (short polls, 50 ms apart) until a task comes; the task and the seconds since ``since``."""
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            tasks = self.poll(task_type, count=1, timeout=0)
+            if tasks:
+                return tasks[0], time.monotonic() - since
+            time.sleep(0.05)
+        raise AssertionError(f"no {task_type} task within {within} s")
+
 
 def wait_for(check: Callable[[], Any], within: float, what: str) -> Any:
     deadline = time.monotonic() + within
@@ -149,3 +165,11 @@ def server(request: pytest.FixtureRequest) -> Target:
         return Target("devserver", Client(dev.api), Client(dev.url))
     real: ConductorServer = request.getfixturevalue("conductor_server_fixture")
     return Target("conductor", Client(real.api), Client(real.url))
+
+
+def devserver_bug(request: pytest.FixtureRequest, server: Target, reference: str) -> None:
+    """The dev server is known to answer this differently from the real server (DEVSERVER_BUGS.md):
+    the test asserts the real server's behaviour and is an expected failure on the dev server until
+    it is fixed (an unexpected pass shows up as XPASS)."""
+    if server.is_devserver:
+        request.applymarker(pytest.mark.xfail(reason=f"dev server bug: {reference} (DEVSERVER_BUGS.md)", strict=False))

@@ -44,11 +44,13 @@ def conductor_server_fixture() -> Iterator[ConductorServer]:
     except NotAvailable as e:
         _record_not_run(str(e))
         pytest.skip(f"real Conductor server tier NOT RUN: {e}")
-    FIGURES["startup_s"] = server.startup_seconds
+    if server.pid is not None:  # not a reused server
+        FIGURES["startup_s"] = server.startup_seconds
     try:
         yield server
     finally:
-        FIGURES["rss_mib"] = server.rss_mb()
+        if server.pid is not None:
+            FIGURES["rss_mib"] = server.rss_mb()
         server.stop()
 
 
