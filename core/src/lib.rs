@@ -26,6 +26,8 @@
 //! # Ok(()) }
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod api;
 pub mod backoff;
 pub mod client;
@@ -33,7 +35,7 @@ pub mod cluster;
 pub mod config;
 mod error;
 pub mod journal;
-mod runner;
+pub mod runner;
 pub mod runtime;
 pub mod telemetry;
 
@@ -41,7 +43,7 @@ pub use api::{Task, TaskDef, TaskResult, TaskStatus};
 pub use client::{ServerClient, ServerId, UpdateOutcome};
 pub use config::{Credentials, JournalConfig, RuntimeOptions, ServerConfig, WorkerOptions};
 pub use error::{Error, Result};
-pub use runner::{ClaimedTask, TaskOutcome, Worker, WorkerHealth, WorkerState};
+pub use runner::{Cancel, ClaimedTask, TaskOutcome, Worker, WorkerHealth, WorkerState};
 pub use runtime::Runtime;
 
 /// The version of this crate.

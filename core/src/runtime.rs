@@ -672,3 +672,80 @@ impl Exposition for Runtime {
         (healthy, body.to_string())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ServerConfig;
+
+    async fn dev_runtime() -> (conductor_devserver::DevServer, Runtime, Worker) {
+        let server = conductor_devserver::DevServer::start(conductor_devserver::Config::default())
+            .await
+            .unwrap();
+        let options = RuntimeOptions::new(vec![ServerConfig::new(&server.base_url()).unwrap()]);
+        let runtime = Runtime::new(options).unwrap();
+        let worker = runtime
+            .spawn_fn(
+                WorkerOptions::new("supervised").poll_timeout(Duration::from_millis(100)),
+                |_t| async { TaskOutcome::Completed(serde_json::Map::new()) },
+            )
+            .unwrap();
+        runtime.start().await.unwrap();
+        (server, runtime, worker)
+    }
+
+    async fn wait_restarts(worker: &Worker, n: u64) {
+        let until = Instant::now() + Duration::from_secs(5);
+        while worker.health().restarts < n {
+            assert!(
+                Instant::now() < until,
+                "the supervisor did not restart the poll loop: {:?}",
+                worker.health()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_supervisor_restarts_dead_and_stuck_poll_loops() {
+        let (server, runtime, worker) = dev_runtime().await;
+        // A loop that died (as after a panic).
+        if let Some(h) = runtime.inner.loops.lock().unwrap()[0].handle.as_ref() {
+            h.abort();
+        }
+        wait_restarts(&worker, 1).await;
+        // A loop that stopped making progress while the worker had capacity: stands in for a
+        // poll loop hung on something no timeout covers.
+        {
+            let mut loops = runtime.inner.loops.lock().unwrap();
+            if let Some(h) = loops[0].handle.take() {
+                h.abort();
+            }
+            loops[0].handle = Some(tokio::spawn(std::future::pending::<()>()));
+            loops[0].deadline.store(1, Ordering::Relaxed);
+        }
+        wait_restarts(&worker, 2).await;
+        // And the restarted loop polls: tasks get done.
+        let http = reqwest::Client::new();
+        let admin = server.base_url().trim_end_matches("/api").to_owned();
+        http.post(format!("{admin}/admin/tasks"))
+            .json(&serde_json::json!({"taskType": "supervised", "count": 3}))
+            .send()
+            .await
+            .unwrap();
+        let until = Instant::now() + Duration::from_secs(10);
+        while server.stats().tasks.completed < 3 {
+            assert!(
+                Instant::now() < until,
+                "no task completed after the restarts"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(
+            runtime
+                .metrics_text()
+                .contains("worker_restart_total{taskType=\"supervised\"} 2")
+        );
+        runtime.stop(Duration::from_secs(2)).await;
+    }
+}

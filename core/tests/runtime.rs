@@ -567,3 +567,41 @@ async fn metrics_and_health_are_served() {
     assert_eq!(body["workers"][0]["taskType"], "observed");
     runtime.stop(Duration::from_secs(2)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blocked_host_thread_is_released_by_cancel_and_by_stop() {
+    init_tracing();
+    let server = Server::start().await;
+    let runtime = Runtime::new(server.options()).unwrap();
+    let w = runtime.add_worker(worker("blocking")).unwrap();
+    runtime.start().await.unwrap();
+    let cancel = conductor_worker::Cancel::new();
+    let (w2, c2) = (w.clone(), cancel.clone());
+    let host = std::thread::spawn(move || {
+        let t0 = Instant::now();
+        let got = w2.next_tasks_blocking(4, None, &c2);
+        (got.map(|v| v.len()), t0.elapsed())
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    cancel.cancel();
+    let (got, waited) = tokio::task::spawn_blocking(move || host.join().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(got.unwrap(), 0);
+    assert!(waited < Duration::from_secs(2), "cancel took {waited:?}");
+
+    // A host thread waiting when the runtime stops gets NotRunning, so its loop can end.
+    let w3 = w.clone();
+    let host = std::thread::spawn(move || {
+        w3.next_tasks_blocking(1, None, &conductor_worker::Cancel::new())
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    runtime.stop(Duration::from_secs(2)).await;
+    let result = tokio::task::spawn_blocking(move || host.join().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        matches!(result, Err(conductor_worker::Error::NotRunning(_))),
+        "{result:?}"
+    );
+}

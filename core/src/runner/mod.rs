@@ -292,6 +292,37 @@ impl Worker {
     /// Waits for up to `max` tasks (at least one, unless the wait times out). An executor pool
     /// with `max` idle slots asks for all of them at once.
     pub async fn next_tasks(&self, max: usize, wait: Option<Duration>) -> Result<Vec<ClaimedTask>> {
+        self.next_tasks_cancellable(max, wait, None).await
+    }
+
+    /// Like [`next_tasks`](Self::next_tasks) on a host thread outside the runtime, interruptible
+    /// from any other thread through `cancel` (returns `Ok(vec![])` then, as on a timeout).
+    ///
+    /// ```
+    /// # use conductor_worker::runner::Cancel;
+    /// let cancel = Cancel::new();
+    /// let for_the_interrupt_handler = cancel.clone();
+    /// for_the_interrupt_handler.cancel();
+    /// assert!(cancel.is_cancelled());
+    /// ```
+    pub fn next_tasks_blocking(
+        &self,
+        max: usize,
+        wait: Option<Duration>,
+        cancel: &Cancel,
+    ) -> Result<Vec<ClaimedTask>> {
+        self.inner
+            .handle
+            .block_on(self.next_tasks_cancellable(max, wait, Some(cancel)))
+    }
+
+    /// [`next_tasks`](Self::next_tasks) that also returns (empty) when `cancel` fires.
+    pub async fn next_tasks_cancellable(
+        &self,
+        max: usize,
+        wait: Option<Duration>,
+        cancel: Option<&Cancel>,
+    ) -> Result<Vec<ClaimedTask>> {
         let inner = &*self.inner;
         if max == 0 {
             return Ok(Vec::new());
@@ -332,10 +363,17 @@ impl Worker {
                     inner.capacity.notify_waiters();
                 }
             }
+            let cancelled = async {
+                match cancel {
+                    Some(c) => c.cancelled().await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 _ = &mut notified => {}
                 _ = state.changed() => {}
                 _ = sleep_until(deadline) => return Ok(Vec::new()),
+                _ = cancelled => return Ok(Vec::new()),
             }
         }
     }
@@ -427,6 +465,58 @@ impl Worker {
             buffered,
             idle_executors: idle,
             restarts: inner.metrics.restarts.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Interrupts a waiting [`Worker::next_tasks_blocking`] from another thread: a Ruby
+/// unblocking function, a signal handler, shutdown. Cheap to clone; clones share the flag.
+/// It stays cancelled until [`reset`](Self::reset).
+#[derive(Clone, Default)]
+pub struct Cancel {
+    inner: Arc<(std::sync::atomic::AtomicBool, Notify)>,
+}
+
+impl std::fmt::Debug for Cancel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cancel")
+            .field("cancelled", &self.is_cancelled())
+            .finish()
+    }
+}
+
+impl Cancel {
+    /// A cancel handle, not cancelled.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Wakes every wait on this handle, now and until [`reset`](Self::reset). Never blocks,
+    /// so it is safe from an interrupt handler.
+    pub fn cancel(&self) {
+        self.inner.0.store(true, Ordering::Release);
+        self.inner.1.notify_waiters();
+    }
+
+    /// Whether [`cancel`](Self::cancel) was called since the last reset.
+    pub fn is_cancelled(&self) -> bool {
+        self.inner.0.load(Ordering::Acquire)
+    }
+
+    /// Clears the flag, for the next wait.
+    pub fn reset(&self) {
+        self.inner.0.store(false, Ordering::Release);
+    }
+
+    async fn cancelled(&self) {
+        loop {
+            let notified = self.inner.1.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.is_cancelled() {
+                return;
+            }
+            notified.await;
         }
     }
 }
