@@ -173,3 +173,31 @@ def devserver_bug(request: pytest.FixtureRequest, server: Target, reference: str
     it is fixed (an unexpected pass shows up as XPASS)."""
     if server.is_devserver:
         request.applymarker(pytest.mark.xfail(reason=f"dev server bug: {reference} (DEVSERVER_BUGS.md)", strict=False))
+
+
+SERVERS = ("devserver", "conductor")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--servers",
+        default=",".join(SERVERS),
+        help="comma-separated tiers to run: devserver (the contract tests on the dev server and the "
+        "dev-server-only tests), conductor (the contract tests on a real Conductor server)",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    wanted = {s.strip() for s in str(config.getoption("--servers")).split(",") if s.strip()}
+    unknown = wanted - set(SERVERS)
+    if unknown:
+        raise pytest.UsageError(f"--servers: unknown {sorted(unknown)}, expected some of {SERVERS}")
+    keep, drop = [], []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        # Tests without the `server` parameter start dev servers of their own: the devserver tier.
+        tier = callspec.params.get("server", "devserver") if callspec else "devserver"
+        (keep if tier in wanted else drop).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
