@@ -55,12 +55,14 @@ for _ in $(seq 300); do
   [ "$status" != RUNNING ] && break
   sleep 0.1
 done
-curl -fsS "$api/workflow/$wf?includeTasks=true" | python3 -c '
+curl -fsS "$api/workflow/$wf?includeTasks=true" >"$work/workflow.json"
+python3 - "$work/workflow.json" <<'PY'
 import json, sys
-wf = json.load(sys.stdin)
+wf = json.load(open(sys.argv[1]))
 for t in wf.get("tasks", []):
-    print(f"    {t[\"referenceTaskName\"]:<10} {t[\"status\"]:<10} worker={t.get(\"workerId\")} output={json.dumps(t.get(\"outputData\"))}")
-print(f"    workflow {wf[\"status\"]}: {json.dumps(wf.get(\"output\"))}")
+    output = json.dumps(t.get("outputData"))
+    print(f"    {t['referenceTaskName']:<10} {t['status']:<10} worker={t.get('workerId')} output={output}")
+print(f"    workflow {wf['status']}: {json.dumps(wf.get('output'))}")
 sys.exit(0 if wf["status"] == "COMPLETED" else 1)
-'
+PY
 log "done: the workflow was completed by our workers"
