@@ -357,3 +357,22 @@ def test_a_failed_task_out_of_retries_fails_the_workflow(server: Target) -> None
     )
     assert [t["status"] for t in failed["tasks"]] == ["FAILED", "FAILED"]
     assert server.poll(task_type, count=1, timeout=300) == [], "no third attempt"
+
+
+def test_put_workflow_definitions_creates_or_updates(server: Target) -> None:
+    task_type = server.unique("wfput")
+    server.taskdef(task_type)
+    name = server.unique("wf")
+
+    def define(parameter: str) -> None:
+        task = {"name": task_type, "taskReferenceName": "t", "type": "SIMPLE"}
+        server.workflow(name, [{**task, "inputParameters": {parameter: "${workflow.input.x}"}}])
+
+    define("old")
+    define("new")  # the same name and version again: replaced, not a 409
+    r = server.api.post(f"/workflow/{name}?version=1&correlationId=order-42", {"x": 5})
+    assert r.status == 200, (r.status, r.text)
+    task = server.poll_one(task_type)
+    assert task["inputData"] == {"new": 5}
+    assert task["correlationId"] == "order-42" and task["workflowType"] == name
+    assert server.workflow_status(task["workflowInstanceId"])["correlationId"] == "order-42"
