@@ -20,6 +20,9 @@ pub enum ApiError {
     /// 409: `ConflictException`.
     #[error("{0}")]
     Conflict(String),
+    /// 400 from bean validation: one entry per invalid field, as `(path, message)`.
+    #[error("Validation failed, check below errors for detail.")]
+    Validation(Vec<(&'static str, &'static str)>),
 }
 
 impl ApiError {
@@ -28,6 +31,7 @@ impl ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Validation(_) => StatusCode::BAD_REQUEST,
         }
     }
 }
@@ -56,6 +60,19 @@ pub fn error_response(status: StatusCode, message: String, retryable: bool) -> R
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
+        if let ApiError::Validation(errors) = &self {
+            // Bean validation failures carry no `instance`, and list every invalid field.
+            let body = serde_json::json!({
+                "status": status.as_u16(),
+                "message": self.to_string(),
+                "retryable": false,
+                "validationErrors": errors
+                    .iter()
+                    .map(|(path, message)| serde_json::json!({"path": path, "message": message}))
+                    .collect::<Vec<_>>(),
+            });
+            return json_bytes(status, body.to_string().into_bytes());
+        }
         error_response(status, self.to_string(), false)
     }
 }

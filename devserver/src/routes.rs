@@ -238,7 +238,7 @@ async fn get_task(State(app): S, Path(id): Path<String>) -> Result<Response, Api
     app.store
         .task_json(&id)
         .map(|b| json_bytes(StatusCode::OK, b))
-        .ok_or_else(|| ApiError::NotFound(format!("No such task found by id: {id}")))
+        .ok_or_else(|| ApiError::NotFound(format!("Task not found for taskId: {id}")))
 }
 
 async fn add_log(State(app): S, Path(id): Path<String>, body: Bytes) -> Response {
@@ -250,7 +250,12 @@ async fn add_log(State(app): S, Path(id): Path<String>, body: Bytes) -> Response
 }
 
 async fn get_logs(State(app): S, Path(id): Path<String>) -> Response {
-    json(&app.store.logs(&id))
+    let logs = app.store.logs(&id);
+    if logs.is_empty() {
+        // As the real server: no content rather than an empty list.
+        return StatusCode::NO_CONTENT.into_response();
+    }
+    json(&logs)
 }
 
 async fn register_taskdefs(State(app): S, body: Bytes) -> Result<Response, ApiError> {

@@ -353,7 +353,7 @@ impl Store {
             .contains_key(&d.name)
         {
             return Err(ApiError::NotFound(format!(
-                "No such taskType found by name: {}",
+                "No such task by name {}",
                 d.name
             )));
         }
@@ -947,11 +947,18 @@ impl Store {
     /// Applies a `TaskResult` with the server's semantics (see the crate docs).
     pub fn update(self: &Arc<Self>, r: TaskResult) -> Result<Updated, ApiError> {
         let task_id = r.task_id.as_deref().unwrap_or("");
-        if task_id.is_empty() {
-            return Err(bad("Task ID cannot be null or empty"));
-        }
+        let mut invalid = Vec::new();
         if r.workflow_instance_id.as_deref().unwrap_or("").is_empty() {
-            return Err(bad("Workflow Id cannot be null or empty"));
+            invalid.push((
+                "updateTask.arg0.workflowInstanceId",
+                "Workflow Id cannot be null or empty",
+            ));
+        }
+        if task_id.is_empty() {
+            invalid.push(("updateTask.arg0.taskId", "Task ID cannot be null or empty"));
+        }
+        if !invalid.is_empty() {
+            return Err(ApiError::Validation(invalid));
         }
         // The real server loads the workflow first, so an unknown workflow id is reported as
         // such, even when the task id is unknown too.
@@ -1267,7 +1274,7 @@ mod tests {
         ));
         assert!(matches!(
             s.update(result("", "wf", "COMPLETED")),
-            Err(ApiError::BadRequest(_))
+            Err(ApiError::Validation(ref errors)) if errors.len() == 1
         ));
     }
 }
