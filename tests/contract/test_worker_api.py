@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import Target, devserver_bug, wait_for
+from conftest import Target, wait_for
 
 
 def test_task_definitions_register_idempotently_update_and_read(server: Target) -> None:
@@ -320,27 +320,23 @@ def test_update_v2_in_a_domain_and_for_in_progress(server: Target) -> None:
     assert server.queue_size(task_type) == 1, "the task without a domain was not handed out"
 
 
-def test_an_update_without_ids_is_400(server: Target, request: pytest.FixtureRequest) -> None:
+def test_an_update_without_ids_is_400(server: Target) -> None:
     r = server.api.post("/tasks", {"status": "COMPLETED"})
     assert r.status == 400
     body = r.json()
     assert body["status"] == 400 and body["retryable"] is False
-    devserver_bug(request, server, "400 body without validationErrors")
     paths = {e["path"].rsplit(".", 1)[-1] for e in body["validationErrors"]}
     assert paths == {"taskId", "workflowInstanceId"}, body
 
 
-def test_get_task_404_and_empty_logs(server: Target, request: pytest.FixtureRequest) -> None:
+def test_get_task_404_and_empty_logs(server: Target) -> None:
     task_type = server.unique("nolog")
     server.start(server.simple_workflow(task_type), {"x": 1})
     task = server.poll_one(task_type)
     missing = server.api.get("/tasks/no-such-task-id")
     assert missing.status == 404 and "no-such-task-id" in missing.json()["message"]
     empty = server.api.get(f"/tasks/{task['taskId']}/log")
-    # Both mean "no logs" to a client; the real server answers 204 (DEVSERVER_BUGS.md).
-    assert (empty.status, empty.body.strip() or b"[]") in {(204, b"[]"), (200, b"[]")}
-    devserver_bug(request, server, "empty task log list is 200 [] instead of 204; GET task 404 message")
-    assert empty.status == 204
+    assert empty.status == 204 and not empty.body.strip()
     assert missing.json()["message"] == "Task not found for taskId: no-such-task-id"
 
 
