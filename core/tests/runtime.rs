@@ -605,3 +605,32 @@ async fn a_blocked_host_thread_is_released_by_cancel_and_by_stop() {
         "{result:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_credentials_back_off_instead_of_hammering_the_token_endpoint() {
+    init_tracing();
+    let config = conductor_devserver::Config {
+        auth: vec![conductor_devserver::ApiKey {
+            key_id: "key-1".into(),
+            key_secret: "right".into(),
+        }],
+        ..Default::default()
+    };
+    let server = Server::with_config(config).await;
+    let mut options = server.options();
+    options.servers[0].credentials = Some(conductor_worker::Credentials::new("key-1", "wrong"));
+    let runtime = Runtime::new(options).unwrap();
+    let w = runtime
+        .spawn_fn(worker("locked_out").concurrency(4), |_t| async {
+            TaskOutcome::Completed(Map::new())
+        })
+        .unwrap();
+    runtime.start().await.unwrap();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let tokens = count(&server.stats().await, "requests", "token");
+    // 1 s, 2 s, ... between attempts (up to 60 s): a handful in 4 s, not one per poll.
+    assert!((1..=4).contains(&tokens), "{tokens} token requests in 4 s");
+    assert!(w.health().consecutive_poll_errors >= 1);
+    assert!(w.health().last_successful_poll.is_none());
+    runtime.stop(Duration::from_secs(1)).await;
+}
