@@ -120,13 +120,13 @@ def test_tokens_expire_after_their_ttl() -> None:
 
 
 def test_latency_delays_every_api_request(target: Target) -> None:
-    set_faults(target, latency_ms=300)
+    set_faults(target, latency_ms=500)
     t0 = time.monotonic()
     assert target.api.get("/tasks/poll/batch/t?timeout=0").status == 200
-    assert time.monotonic() - t0 >= 0.29
+    assert time.monotonic() - t0 >= 0.49
     t0 = time.monotonic()
     assert target.root.get("/admin/faults").status == 200
-    assert time.monotonic() - t0 < 0.25, "admin endpoints are never delayed"
+    assert time.monotonic() - t0 < 0.4, "admin endpoints are never delayed"
     assert stats(target)["faults_injected"]["latency"] >= 1
 
 

@@ -285,7 +285,7 @@ def test_a_long_poll_for_more_tasks_than_are_ready(server: Target) -> None:
     took = time.monotonic() - t0
     assert len(tasks) == 1
     if server.is_devserver:
-        assert took < 0.5, f"the dev server answered after {took:.2f} s"
+        assert took < 1.0, f"the dev server answered after {took:.2f} s"
     else:
         assert 1.3 <= took < 3.5, f"the real server answered after {took:.2f} s"
 
