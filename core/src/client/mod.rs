@@ -278,6 +278,15 @@ impl ServerClient {
         }
     }
 
+    /// The whole body of a response; failing to read it is a transport error.
+    async fn read_body(&self, response: reqwest::Response) -> Result<bytes::Bytes> {
+        response.bytes().await.map_err(|e| Error::Transport {
+            server: self.url.clone(),
+            timed_out: e.is_timeout(),
+            message: error_text(&e),
+        })
+    }
+
     fn decode_error(&self, endpoint: &'static str, e: impl fmt::Display) -> Error {
         Error::Decode {
             server: self.url.clone(),
@@ -325,11 +334,7 @@ impl ServerClient {
             StatusCode::NO_CONTENT => return Ok(Vec::new()),
             _ => return Err(self.status_error(ENDPOINT, response).await),
         }
-        let body = response.bytes().await.map_err(|e| Error::Transport {
-            server: self.url.clone(),
-            timed_out: e.is_timeout(),
-            message: error_text(&e),
-        })?;
+        let body = self.read_body(response).await?;
         if body.is_empty() {
             return Ok(Vec::new());
         }
@@ -361,11 +366,7 @@ impl ServerClient {
         match response.status() {
             StatusCode::OK => {
                 self.update_v2.store(V2_PRESENT, Ordering::Relaxed);
-                let bytes = response.bytes().await.map_err(|e| Error::Transport {
-                    server: self.url.clone(),
-                    timed_out: e.is_timeout(),
-                    message: error_text(&e),
-                })?;
+                let bytes = self.read_body(response).await?;
                 if bytes.iter().all(u8::is_ascii_whitespace) {
                     return Ok(UpdateOutcome::Delivered { next: None });
                 }
@@ -496,11 +497,7 @@ impl ServerClient {
             .await?;
         match response.status() {
             StatusCode::OK => {
-                let bytes = response.bytes().await.map_err(|e| Error::Transport {
-                    server: self.url.clone(),
-                    timed_out: e.is_timeout(),
-                    message: error_text(&e),
-                })?;
+                let bytes = self.read_body(response).await?;
                 serde_json::from_slice(&bytes)
                     .map(Some)
                     .map_err(|e| self.decode_error(ENDPOINT, e))
