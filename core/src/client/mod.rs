@@ -352,16 +352,8 @@ impl ServerClient {
         if result.extend_lease || self.update_v2.load(Ordering::Relaxed) == V2_MISSING {
             return self.update_v1(result).await;
         }
-        let body = serde_json::to_vec(result).map_err(|e| self.decode_error(ENDPOINT, e))?;
         let response = self
-            .send(
-                ENDPOINT,
-                Method::POST,
-                Endpoint::Parsed(&self.update_v2_url),
-                &[],
-                Some(("application/json", body)),
-                self.request_timeout,
-            )
+            .post_json(ENDPOINT, &self.update_v2_url, result)
             .await?;
         match response.status() {
             StatusCode::OK => {
@@ -411,20 +403,30 @@ impl ServerClient {
         }
     }
 
+    async fn post_json(
+        &self,
+        endpoint: &'static str,
+        url: &reqwest::Url,
+        body: &impl serde::Serialize,
+    ) -> Result<reqwest::Response> {
+        let body = serde_json::to_vec(body).map_err(|e| self.decode_error(endpoint, e))?;
+        let content = Some(("application/json", body));
+        let url = Endpoint::Parsed(url);
+        self.send(
+            endpoint,
+            Method::POST,
+            url,
+            &[],
+            content,
+            self.request_timeout,
+        )
+        .await
+    }
+
     /// Sends a result with `POST /api/tasks`.
     pub async fn update_v1(&self, result: &TaskResult) -> Result<UpdateOutcome> {
         const ENDPOINT: &str = "update";
-        let body = serde_json::to_vec(result).map_err(|e| self.decode_error(ENDPOINT, e))?;
-        let response = self
-            .send(
-                ENDPOINT,
-                Method::POST,
-                Endpoint::Parsed(&self.update_url),
-                &[],
-                Some(("application/json", body)),
-                self.request_timeout,
-            )
-            .await?;
+        let response = self.post_json(ENDPOINT, &self.update_url, result).await?;
         match response.status() {
             s if s.is_success() => Ok(UpdateOutcome::Delivered { next: None }),
             StatusCode::NOT_FOUND => Ok(UpdateOutcome::TaskGone),
