@@ -40,7 +40,7 @@ pub mod runtime;
 pub mod telemetry;
 
 pub use api::{Task, TaskDef, TaskResult, TaskStatus};
-pub use client::{ServerClient, ServerId, UpdateOutcome};
+pub use client::{Polled, ServerClient, ServerId, Undecodable, UpdateOutcome};
 pub use config::{Credentials, JournalConfig, RuntimeOptions, ServerConfig, WorkerOptions};
 pub use error::{Error, Result};
 pub use runner::{Cancel, ClaimedTask, TaskOutcome, Worker, WorkerHealth, WorkerState};

@@ -180,7 +180,8 @@ async fn one_unknown_task_does_not_switch_update_v2_off() {
     let tasks = client
         .batch_poll("v2", None, "w", 1, Duration::from_millis(100))
         .await
-        .unwrap();
+        .unwrap()
+        .tasks;
     let t = &tasks[0];
     client
         .update(&TaskResult::completed(

@@ -297,6 +297,10 @@ impl ServerClient {
 
     /// Batch poll: up to `count` tasks of `task_type`, the server holding the request open up
     /// to `long_poll` (clamped to its 5 s maximum) while there are none.
+    ///
+    /// A task that cannot be decoded (nested deeper than 128 levels, a field of the wrong
+    /// type) does not fail the poll: it comes back in [`Polled::undecodable`] so that it alone
+    /// can be failed, with the reason.
     pub async fn batch_poll(
         &self,
         task_type: &str,
@@ -304,7 +308,7 @@ impl ServerClient {
         worker_id: &str,
         count: usize,
         long_poll: Duration,
-    ) -> Result<Vec<Task>> {
+    ) -> Result<Polled> {
         const ENDPOINT: &str = "batch poll";
         let long_poll = long_poll.min(Duration::from_secs(5));
         let count = count.to_string();
@@ -331,14 +335,14 @@ impl ServerClient {
         match response.status() {
             StatusCode::OK => {}
             // Some server versions answer an empty batch poll with 204 (conductor-api.md §4.1).
-            StatusCode::NO_CONTENT => return Ok(Vec::new()),
+            StatusCode::NO_CONTENT => return Ok(Polled::default()),
             _ => return Err(self.status_error(ENDPOINT, response).await),
         }
         let body = self.read_body(response).await?;
         if body.is_empty() {
-            return Ok(Vec::new());
+            return Ok(Polled::default());
         }
-        serde_json::from_slice(&body).map_err(|e| self.decode_error(ENDPOINT, e))
+        decode_tasks(&body).map_err(|e| self.decode_error(ENDPOINT, e))
     }
 
     /// Sends a result: update-v2 while the server has it, else `POST /api/tasks`.
@@ -510,6 +514,65 @@ impl ServerClient {
     }
 }
 
+/// What a batch poll brought.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Polled {
+    /// The tasks.
+    pub tasks: Vec<Task>,
+    /// Tasks the server handed out that could not be decoded; they are now in progress on the
+    /// server and must be failed, or they wait for their response timeout.
+    pub undecodable: Vec<Undecodable>,
+}
+
+/// A polled task that could not be decoded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Undecodable {
+    /// Its id.
+    pub task_id: String,
+    /// Its workflow.
+    pub workflow_instance_id: String,
+    /// Why it could not be decoded.
+    pub error: String,
+}
+
+/// Decodes a batch poll's answer. The whole list is decoded in one go; only when that fails is
+/// it split into raw items (which takes any depth without recursion) and each decoded on its
+/// own, so that one bad task fails alone.
+fn decode_tasks(body: &[u8]) -> std::result::Result<Polled, serde_json::Error> {
+    if let Ok(tasks) = serde_json::from_slice::<Vec<Task>>(body) {
+        return Ok(Polled {
+            tasks,
+            undecodable: Vec::new(),
+        });
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Ids {
+        task_id: String,
+        #[serde(default)]
+        workflow_instance_id: String,
+    }
+    let items: Vec<&serde_json::value::RawValue> = serde_json::from_slice(body)?;
+    let mut polled = Polled::default();
+    for item in items {
+        match serde_json::from_str::<Task>(item.get()) {
+            Ok(task) => polled.tasks.push(task),
+            Err(e) => match serde_json::from_str::<Ids>(item.get()) {
+                Ok(ids) => polled.undecodable.push(Undecodable {
+                    task_id: ids.task_id,
+                    workflow_instance_id: ids.workflow_instance_id,
+                    error: e.to_string(),
+                }),
+                // Not even an id: nothing can be done for it but say so.
+                Err(_) => {
+                    tracing::error!(error = %e, "a polled task without a readable taskId was skipped")
+                }
+            },
+        }
+    }
+    Ok(polled)
+}
+
 /// Where a request goes: a URL parsed once, or a path under the server's base URL.
 #[derive(Clone, Copy)]
 enum Endpoint<'a> {
@@ -568,6 +631,39 @@ mod tests {
         ));
         assert!(!is_task_not_found(b""));
         assert!(!is_task_not_found(b"<html>Not Found</html>"));
+    }
+
+    #[test]
+    fn one_undecodable_task_fails_alone() {
+        let depth = 100_000;
+        let body = format!(
+            r#"[{{"taskId":"ok-1","inputData":{{"a":1}}}},
+                {{"taskId":"deep","workflowInstanceId":"wf","inputData":{{"x":{}{}}}}},
+                {{"taskId":"bad-type","workflowInstanceId":"wf","pollCount":"many"}},
+                {{"taskId":"ok-2"}}]"#,
+            "[".repeat(depth),
+            "]".repeat(depth)
+        );
+        let polled = decode_tasks(body.as_bytes()).unwrap();
+        let ids: Vec<&str> = polled.tasks.iter().map(|t| t.task_id.as_str()).collect();
+        assert_eq!(ids, ["ok-1", "ok-2"]);
+        let bad: Vec<&str> = polled
+            .undecodable
+            .iter()
+            .map(|u| u.task_id.as_str())
+            .collect();
+        assert_eq!(bad, ["deep", "bad-type"]);
+        assert!(polled.undecodable[0].error.contains("recursion limit"));
+        assert!(
+            polled
+                .undecodable
+                .iter()
+                .all(|u| u.workflow_instance_id == "wf")
+        );
+        assert!(
+            decode_tasks(b"[{\"taskId\": tru").is_err(),
+            "a truncated body fails the poll"
+        );
     }
 
     #[test]

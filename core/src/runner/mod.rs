@@ -18,7 +18,7 @@ use tokio::sync::{Notify, watch};
 use tokio::task::AbortHandle;
 
 use crate::api::{JsonObject, Task, TaskResult, TaskStatus};
-use crate::client::{ServerClient, ServerId, UpdateOutcome};
+use crate::client::{ServerClient, ServerId, Undecodable, UpdateOutcome};
 use crate::cluster::{Cluster, split};
 use crate::config::WorkerOptions;
 use crate::error::{Error, Result};
@@ -644,6 +644,23 @@ impl WorkerInner {
         }
         drop(slots);
         self.task_ready.notify_one();
+    }
+
+    /// Fails tasks the server handed out but this runtime cannot decode, terminally (their
+    /// input would not decode on a retry either), so the workflow learns why at once instead
+    /// of after the response timeout.
+    pub(crate) fn fail_undecodable(self: &Arc<Self>, server: ServerId, tasks: Vec<Undecodable>) {
+        for bad in tasks {
+            tracing::error!(task_id = %bad.task_id, error = %bad.error, "a polled task could not be decoded; failing it");
+            let mut result = TaskResult::failed_terminal(
+                &bad.task_id,
+                &bad.workflow_instance_id,
+                format!("conductor-worker could not decode this task: {}", bad.error),
+            );
+            result.worker_id = Some(self.options.worker_id.clone());
+            self.metrics.execute_errors.fetch_add(1, Ordering::Relaxed);
+            self.deliveries.submit(server, result, self.origin(), None);
+        }
     }
 
     /// Gives every buffered task back to its server (at stop: no executor will start them).

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use super::{WorkerInner, WorkerState};
 use crate::api::now_millis;
 use crate::backoff::Backoff;
-use crate::client::ServerClient;
+use crate::client::{Polled, ServerClient};
 use crate::cluster::{Admission, Cluster};
 use crate::error::Error;
 use crate::telemetry::Event;
@@ -133,7 +133,7 @@ impl PollLoop {
             worker.metrics.polls.fetch_add(1, Ordering::Relaxed);
             worker.metrics.poll_time.observe(elapsed);
             let delay = match polled {
-                Ok(tasks) => {
+                Ok(Polled { tasks, undecodable }) => {
                     if error_streak > 0 {
                         tracing::info!(task_type, server = %self.server.url(), "polling works again");
                     }
@@ -142,7 +142,8 @@ impl PollLoop {
                     worker
                         .last_poll_ok
                         .store(now_millis() as u64, Ordering::Relaxed);
-                    let received = tasks.len();
+                    let received = tasks.len() + undecodable.len();
+                    worker.fail_undecodable(server_id, undecodable);
                     if worker.events.enabled() {
                         worker.events.emit(Event::PollCompleted {
                             task_type: task_type.to_owned(),
