@@ -635,3 +635,57 @@ async fn bad_credentials_back_off_instead_of_hammering_the_token_endpoint() {
     assert!(w.health().last_successful_poll.is_none());
     runtime.stop(Duration::from_secs(1)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn try_next_tasks_takes_only_buffered_tasks() {
+    init_tracing();
+    let server = Server::start().await;
+    server.enqueue("buffered", 3, json!({})).await;
+    let runtime = Runtime::new(server.options()).unwrap();
+    let w = runtime.add_worker(worker("buffered")).unwrap();
+    runtime.start().await.unwrap();
+    // Nothing buffered yet: empty at once, and it did not register as a waiting executor.
+    assert!(w.try_next_tasks(5).unwrap().is_empty());
+    assert_eq!(w.health().idle_executors, 0);
+    let first = w
+        .next_task(Some(Duration::from_secs(5)))
+        .await
+        .unwrap()
+        .unwrap();
+    let t = first.task;
+    w.complete(TaskResult::completed(
+        &t.task_id,
+        &t.workflow_instance_id,
+        Map::new(),
+    ))
+    .unwrap();
+    // update-v2 answers the result with the next task, which waits in the buffer.
+    let until = Instant::now() + Duration::from_secs(5);
+    while w.health().buffered == 0 {
+        assert!(
+            Instant::now() < until,
+            "no task was buffered: {:?}",
+            w.health()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let taken = w.try_next_tasks(5).unwrap();
+    assert_eq!(taken.len(), 1);
+    assert_eq!(
+        w.health().running,
+        1,
+        "a task taken this way is running (lease, in-flight)"
+    );
+    let t = &taken[0].task;
+    w.complete(TaskResult::completed(
+        &t.task_id,
+        &t.workflow_instance_id,
+        Map::new(),
+    ))
+    .unwrap();
+    runtime.stop(Duration::from_secs(2)).await;
+    assert!(matches!(
+        w.try_next_tasks(1),
+        Err(conductor_worker::Error::NotRunning(_))
+    ));
+}

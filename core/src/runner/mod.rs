@@ -295,6 +295,30 @@ impl Worker {
         self.next_tasks_cancellable(max, wait, None).await
     }
 
+    /// Tasks already polled and waiting for an executor, up to `max`, without waiting and
+    /// without asking for more (so it never makes the poller claim tasks nobody waits for).
+    /// For a host executor that just finished a task: under load the next one is usually
+    /// buffered, and taking it this way costs no thread hand-off. Empty when none is buffered;
+    /// [`Error::NotRunning`] once the worker is stopping.
+    pub fn try_next_tasks(&self, max: usize) -> Result<Vec<ClaimedTask>> {
+        let inner = &self.inner;
+        if matches!(
+            *inner.state.borrow(),
+            WorkerState::Stopping | WorkerState::Stopped
+        ) {
+            return Err(Error::NotRunning("stopping"));
+        }
+        let tasks: Vec<ClaimedTask> = {
+            let mut slots = inner.lock_slots();
+            let n = max.min(slots.ready.len());
+            slots.ready.drain(..n).collect()
+        };
+        for task in &tasks {
+            self.inner.start(task);
+        }
+        Ok(tasks)
+    }
+
     /// Like [`next_tasks`](Self::next_tasks) on a host thread outside the runtime, interruptible
     /// from any other thread through `cancel` (returns `Ok(vec![])` then, as on a timeout).
     ///
