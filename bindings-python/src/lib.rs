@@ -1,4 +1,14 @@
-//! The `conductor_worker._native` extension module: the Rust core seen from Python.
+//! The `conductor_worker._native` extension module: the Rust core seen from Python. Each
+//! module here matches a concept of the Python package; the Python layer on top
+//! (`conductor_worker`) is what users import.
+
+mod errors;
+mod events;
+mod json;
+mod logging;
+mod runtime;
+mod task;
+mod worker;
 
 use pyo3::prelude::*;
 
@@ -11,5 +21,10 @@ fn core_version() -> &'static str {
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(core_version, m)?)?;
+    m.add_function(wrap_pyfunction!(logging::set_log_level, m)?)?;
+    m.add_function(wrap_pyfunction!(logging::close_forwarding, m)?)?;
+    m.add_class::<runtime::PyRuntime>()?;
+    m.add_class::<worker::PyWorker>()?;
+    m.add_class::<task::PyTask>()?;
     Ok(())
 }

@@ -1,0 +1,322 @@
+"""Task input to function arguments (by parameter name, guided by type hints) and return
+values to task output.
+
+Input: each parameter takes the input value of the same name, converted to its annotation:
+``int``, ``float``, ``str``, ``bool``, ``Optional[...]``/``X | None``, ``list[...]``,
+``dict[str, ...]``, ``tuple``, ``Literal``, enums, dataclasses (from a dict, recursively) and
+pydantic models (when pydantic is installed). A parameter with a default may be missing from
+the input; ``**kwargs`` receives the input keys no parameter took; input keys nobody takes are
+ignored. A single parameter annotated ``Task`` receives the whole task instead.
+
+Output: a dict as is, a dataclass as ``dataclasses.asdict``, a pydantic model as
+``model_dump(mode="json")``, ``None`` as ``{}``, anything else as ``{"result": value}``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import decimal
+import enum
+import inspect
+import sys
+import typing
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any, Callable, Optional, Union
+
+from conductor_worker._native import Task
+
+_MISSING = inspect.Parameter.empty
+_NONE_TYPE = type(None)
+_UNION_TYPES: tuple[Any, ...] = (Union,)
+if sys.version_info >= (3, 10):
+    import types
+
+    _UNION_TYPES = (Union, types.UnionType)
+
+
+class InputMismatch(Exception):
+    """The task's input does not fit the function; the message says what did not fit."""
+
+
+Converter = Callable[[Any, str], Any]
+
+
+def _describe(value: Any) -> str:
+    text = repr(value)
+    if len(text) > 60:
+        text = text[:57] + "..."
+    return f"{type(value).__name__} {text}"
+
+
+def _is_pydantic_model(tp: Any) -> bool:
+    return isinstance(tp, type) and hasattr(tp, "model_validate") and hasattr(tp, "model_fields")
+
+
+def converter(tp: Any) -> Converter:
+    """A function converting a JSON value to ``tp``; raises InputMismatch naming the path."""
+    if tp is _MISSING or tp is Any or tp is object:
+        return lambda v, path: v
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in _UNION_TYPES:
+        options = [converter(a) for a in args if a is not _NONE_TYPE]
+        nullable = _NONE_TYPE in args
+
+        def union(v: Any, path: str) -> Any:
+            if v is None and nullable:
+                return None
+            errors = []
+            for option in options:
+                try:
+                    return option(v, path)
+                except InputMismatch as e:
+                    errors.append(str(e))
+            raise InputMismatch(errors[0] if len(errors) == 1 else f"{path}: no type of {tp} fits {_describe(v)}")
+
+        return union
+    if origin is typing.Literal:
+        allowed = args
+
+        def literal(v: Any, path: str) -> Any:
+            if v in allowed:
+                return v
+            raise InputMismatch(f"{path} should be one of {list(allowed)}, got {_describe(v)}")
+
+        return literal
+    if origin in (list, Sequence, set, frozenset) or tp in (list, set, frozenset):
+        item = converter(args[0]) if args else converter(Any)
+        build: Callable[[Any], Any] = set if origin is set or tp is set else list
+        if origin is frozenset or tp is frozenset:
+            build = frozenset
+
+        def sequence(v: Any, path: str) -> Any:
+            if not isinstance(v, list):
+                raise InputMismatch(f"{path} should be a list, got {_describe(v)}")
+            return build(item(x, f"{path}[{i}]") for i, x in enumerate(v))
+
+        return sequence
+    if origin is tuple or tp is tuple:
+        if args and not (len(args) == 2 and args[1] is Ellipsis):
+            items = [converter(a) for a in args]
+
+            def fixed_tuple(v: Any, path: str) -> Any:
+                if not isinstance(v, list) or len(v) != len(items):
+                    raise InputMismatch(f"{path} should be a list of {len(items)} items, got {_describe(v)}")
+                return tuple(c(x, f"{path}[{i}]") for i, (c, x) in enumerate(zip(items, v)))
+
+            return fixed_tuple
+        item = converter(args[0]) if args else converter(Any)
+
+        def var_tuple(v: Any, path: str) -> Any:
+            if not isinstance(v, list):
+                raise InputMismatch(f"{path} should be a list, got {_describe(v)}")
+            return tuple(item(x, f"{path}[{i}]") for i, x in enumerate(v))
+
+        return var_tuple
+    if origin in (dict, Mapping) or tp is dict:
+        value = converter(args[1]) if len(args) == 2 else converter(Any)
+
+        def mapping(v: Any, path: str) -> Any:
+            if not isinstance(v, dict):
+                raise InputMismatch(f"{path} should be an object (dict), got {_describe(v)}")
+            return {k: value(x, f"{path}[{k!r}]") for k, x in v.items()}
+
+        return mapping
+    if tp is bool:
+
+        def boolean(v: Any, path: str) -> Any:
+            if isinstance(v, bool):
+                return v
+            raise InputMismatch(f"{path} should be a bool, got {_describe(v)}")
+
+        return boolean
+    if tp is int:
+
+        def integer(v: Any, path: str) -> Any:
+            if isinstance(v, int) and not isinstance(v, bool):
+                return v
+            if isinstance(v, float) and v.is_integer():
+                return int(v)
+            raise InputMismatch(f"{path} should be an int, got {_describe(v)}")
+
+        return integer
+    if tp is float:
+
+        def number(v: Any, path: str) -> Any:
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                return float(v)
+            raise InputMismatch(f"{path} should be a number, got {_describe(v)}")
+
+        return number
+    if tp is str:
+
+        def string(v: Any, path: str) -> Any:
+            if isinstance(v, str):
+                return v
+            raise InputMismatch(f"{path} should be a str, got {_describe(v)}")
+
+        return string
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+
+        def enumeration(v: Any, path: str) -> Any:
+            try:
+                return tp(v)
+            except ValueError:
+                raise InputMismatch(
+                    f"{path} should be one of {[m.value for m in tp]}, got {_describe(v)}"
+                ) from None
+
+        return enumeration
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+        return _dataclass_converter(tp)
+    if _is_pydantic_model(tp):
+
+        def model(v: Any, path: str) -> Any:
+            try:
+                return tp.model_validate(v)  # type: ignore[attr-defined]
+            except Exception as e:  # pydantic.ValidationError, without importing pydantic
+                raise InputMismatch(f"{path} does not fit {tp.__name__}: {e}") from None
+
+        return model
+    if isinstance(tp, type):
+
+        def instance(v: Any, path: str) -> Any:
+            if isinstance(v, tp):
+                return v
+            raise InputMismatch(f"{path} should be a {tp.__name__}, got {_describe(v)}")
+
+        return instance
+    return lambda v, path: v  # TypeVars, Protocols, ...: not checked
+
+
+def _hints(obj: Any) -> dict[str, Any]:
+    try:
+        return typing.get_type_hints(obj)
+    except Exception:  # unresolvable forward references: check nothing rather than fail
+        return {}
+
+
+def _dataclass_converter(cls: type) -> Converter:
+    fields: list[tuple[str, Optional[Converter], bool]] = []
+    resolved = False
+
+    def resolve() -> None:
+        nonlocal resolved
+        hints = _hints(cls)
+        for f in dataclasses.fields(cls):
+            if not f.init:
+                continue
+            required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+            fields.append((f.name, converter(hints.get(f.name, Any)), required))
+        resolved = True
+
+    def build(v: Any, path: str) -> Any:
+        if not resolved:
+            resolve()
+        if isinstance(v, cls):
+            return v
+        if not isinstance(v, dict):
+            raise InputMismatch(f"{path} should be an object for {cls.__name__}, got {_describe(v)}")
+        kwargs = {}
+        for name, conv, required in fields:
+            if name in v:
+                kwargs[name] = conv(v[name], f"{path}.{name}") if conv else v[name]
+            elif required:
+                raise InputMismatch(f"{path}.{name} is missing (required by {cls.__name__})")
+        return cls(**kwargs)
+
+    return build
+
+
+class Binder:
+    """How a function takes a task: built once per function, used for every task."""
+
+    def __init__(self, func: Callable[..., Any]) -> None:
+        self.func = func
+        self._ready = False
+        self.whole_task = False
+        self.task_params: list[str] = []
+        self.params: list[tuple[str, Converter, Any, bool]] = []  # name, conv, default, positional
+        self.var_keyword = False
+
+    def _resolve(self) -> None:
+        signature = inspect.signature(self.func)
+        hints = _hints(self.func)
+        named = [
+            p
+            for p in signature.parameters.values()
+            if p.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+        ]
+        self.var_keyword = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in signature.parameters.values())
+        for p in named:
+            hint = hints.get(p.name, p.annotation if not isinstance(p.annotation, str) else _MISSING)
+            if hint is Task:
+                self.task_params.append(p.name)
+                continue
+            positional = p.kind is inspect.Parameter.POSITIONAL_ONLY
+            self.params.append((p.name, converter(hint), p.default, positional))
+        self.whole_task = len(named) == 1 and len(self.task_params) == 1
+        self._ready = True
+
+    def bind(self, task: Task, input_data: Optional[dict[str, Any]] = None) -> tuple[list[Any], dict[str, Any]]:
+        if not self._ready:
+            self._resolve()
+        if self.whole_task:
+            return [task], {}
+        data = task.input_data if input_data is None else input_data
+        args: list[Any] = []
+        kwargs: dict[str, Any] = {name: task for name in self.task_params}
+        for name, conv, default, positional in self.params:
+            if name in data:
+                value = conv(data[name], f"input {name!r}")
+            elif default is not _MISSING:
+                continue
+            else:
+                raise InputMismatch(f"input {name!r} is missing (the task input has {sorted(data)})")
+            if positional:
+                args.append(value)
+            else:
+                kwargs[name] = value
+        if self.var_keyword:
+            taken = {p[0] for p in self.params}
+            for k, v in data.items():
+                if k not in taken and k not in kwargs:
+                    kwargs[k] = v
+        return args, kwargs
+
+
+def to_output(value: Any) -> Any:
+    """The task output for a function's return value (JSON-checked later, in Rust)."""
+    if value is None:
+        return None
+    if isinstance(value, dict):
+        return value
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    if hasattr(value, "model_dump") and not isinstance(value, type):
+        return value.model_dump(mode="json")
+    return {"result": value}
+
+
+def jsonable(value: Any) -> Any:
+    """A best-effort JSON-friendly copy, tried when an output does not serialise as is:
+    nested dataclasses and models, enums, dates, UUIDs, decimals, tuples and sets."""
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    if isinstance(value, dict):
+        return {k if isinstance(k, str) else str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [jsonable(v) for v in value]
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return jsonable(dataclasses.asdict(value))
+    if hasattr(value, "model_dump") and not isinstance(value, type):
+        return value.model_dump(mode="json")
+    if isinstance(value, enum.Enum):
+        return jsonable(value.value)
+    if isinstance(value, (datetime.datetime, datetime.date, datetime.time)):
+        return value.isoformat()
+    if isinstance(value, (uuid.UUID, decimal.Decimal)):
+        return str(value)
+    return value  # left as is: the Rust side names it in its error

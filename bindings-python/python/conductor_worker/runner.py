@@ -1,0 +1,672 @@
+"""``Runner`` and ``run()``: the native runtime plus the executors that run task functions.
+
+Sync functions run on Python threads that pull tasks from the core with the GIL released while
+they wait; ``async def`` functions run on one asyncio loop (a thread of the runner); functions
+with ``isolation="process"`` run in a process pool while the core stays in this process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import concurrent.futures
+import functools
+import logging
+import os
+import signal
+import threading
+import time
+import traceback
+import weakref
+from collections.abc import Iterable
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Callable, Optional, Union
+
+from conductor_worker import _logging, _native
+from conductor_worker._native import Task
+from conductor_worker.context import TaskContext, _current
+from conductor_worker.decorator import WorkerSpec, registered, spec_of
+from conductor_worker.errors import NonRetryableError, NotRunningError, TaskInProgress
+from conductor_worker.mapping import InputMismatch, jsonable, to_output
+
+logger = logging.getLogger("conductor_worker")
+
+# How long an idle executor thread waits in Rust per call; it only bounds how often an idle
+# thread wakes up (the core wakes it at once when a task arrives or the worker stops).
+_IDLE_WAIT = 5.0
+
+
+@dataclass(frozen=True)
+class Server:
+    """A Conductor server: base URL including ``/api``, with optional key credentials."""
+
+    url: str
+    key_id: Optional[str] = None
+    key_secret: Optional[str] = None
+
+    def __repr__(self) -> str:  # never show the secret
+        return f"Server(url={self.url!r}, key_id={self.key_id!r})"
+
+
+@dataclass(frozen=True)
+class StopReport:
+    """What ``stop()`` / ``kill()`` left behind."""
+
+    abandoned_tasks: int = 0
+    """Tasks still running when the deadline passed (their results go to the journal)."""
+    journalled_results: int = 0
+    """Results written to the journal, to be delivered at the next start."""
+    returned_tasks: int = 0
+    """Tasks polled but not started, handed back to their server."""
+
+
+@dataclass(frozen=True)
+class Event:
+    """A runtime event: ``kind`` (``poll_started``, ``poll_completed``, ``poll_failed``,
+    ``execution_started``, ``execution_completed``, ``execution_failed``,
+    ``update_delivered``, ``update_failed``, ``worker_state_changed``,
+    ``circuit_state_changed``, ``poll_loop_restarted``) and its fields (``task_type``,
+    ``task_id``, ``server``, ``duration`` in seconds, ``reason``, ...)."""
+
+    kind: str
+    fields: dict[str, Any]
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self.fields[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+ServerLike = Union[str, Server]
+WorkerLike = Union[WorkerSpec, Callable[..., Any]]
+
+_runners: weakref.WeakSet[Runner] = weakref.WeakSet()
+
+
+class _Executor:
+    """One worker's executors."""
+
+    def __init__(self, spec: WorkerSpec, native: _native.Worker) -> None:
+        self.spec = spec
+        self.native = native
+        self.threads: list[threading.Thread] = []
+        self.pool: Optional[concurrent.futures.ProcessPoolExecutor] = None
+
+
+class Runner:
+    """Runs workers: ``start()``, ``stop(timeout=...)``, ``kill()``, ``join()``, ``health()``.
+
+    ``workers``: decorated functions (or specs); default every ``@worker`` declared so far.
+    ``servers``: URLs or :class:`Server` s; default ``CONDUCTOR_SERVER_URL`` (comma-separated
+    for several, with ``CONDUCTOR_AUTH_KEY``/``CONDUCTOR_AUTH_SECRET``).
+    ``metrics_port``: serve Prometheus ``/metrics`` and ``/health`` on 127.0.0.1 (0: any free
+    port, see ``metrics_addr``). ``journal``: a file for results still undelivered at exit,
+    ``"off"`` for none; default ``CONDUCTOR_WORKER_JOURNAL`` or
+    ``~/.local/state/conductor-worker/journal.jsonl``. ``stop_timeout``: how long ``stop()``
+    and Ctrl-C let running tasks finish. ``mp_context``: the multiprocessing context of
+    ``isolation="process"`` pools (default: the program's own start method).
+
+    As a context manager it starts on entry and stops (draining) on exit.
+    """
+
+    def __init__(
+        self,
+        workers: Optional[Iterable[WorkerLike]] = None,
+        *,
+        servers: Union[ServerLike, Iterable[ServerLike], None] = None,
+        metrics_port: Optional[int] = None,
+        journal: Union[str, os.PathLike[str], None] = None,
+        request_timeout: Optional[float] = None,
+        stop_timeout: float = 30.0,
+        mp_context: Any = None,
+    ) -> None:
+        self._specs = [spec_of(w) for w in workers] if workers is not None else None
+        if isinstance(servers, (str, Server)):
+            servers = [servers]
+        self._servers: Optional[list[tuple[str, Optional[str], Optional[str]]]] = None
+        if servers is not None:
+            self._servers = [
+                (s.url, s.key_id, s.key_secret) if isinstance(s, Server) else (str(s), None, None) for s in servers
+            ]
+        self._metrics_port = metrics_port
+        self._journal = os.fspath(journal) if journal is not None else None
+        self._request_timeout = request_timeout
+        self.stop_timeout = stop_timeout
+        self._mp_context = mp_context
+        self._runtime: Optional[_native.Runtime] = None
+        self._executors: list[_Executor] = []
+        self._listeners: list[Callable[[Event], None]] = []
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self._loop_thread: Optional[threading.Thread] = None
+        self._state = "created"
+        self._state_lock = threading.Lock()
+        self._stopped = threading.Event()
+        self._stop_requested = threading.Event()
+        self._report = StopReport()
+        self._pid = os.getpid()
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Connects the workers and starts polling. Raises ConfigError for invalid settings
+        and the server's error if task definitions cannot be registered."""
+        with self._state_lock:
+            if self._state != "created":
+                raise NotRunningError(f"a Runner starts once (it is {self._state})")
+            self._state = "starting"
+        try:
+            self._start()
+        except BaseException:
+            with self._state_lock:
+                self._state = "stopped"
+            self._stopped.set()
+            raise
+
+    def _start(self) -> None:
+        _logging.sync_level()
+        specs = self._specs if self._specs is not None else registered()
+        if not specs:
+            raise ValueError("no workers: decorate functions with @worker or pass workers=[...]")
+        runtime = _native.Runtime(
+            self._servers,
+            journal=self._journal,
+            metrics_port=self._metrics_port,
+            request_timeout=self._request_timeout,
+        )
+        for spec in specs:
+            native = runtime.add_worker(
+                spec.task_type,
+                concurrency=spec.concurrency,
+                poll_interval=spec.poll_interval,
+                poll_timeout=spec.poll_timeout,
+                domain=spec.domain,
+                worker_id=spec.worker_id,
+                lease_extend=spec.lease_extend,
+                paused=spec.paused,
+                register=spec.register,
+            )
+            self._executors.append(_Executor(spec, native))
+        for listener in self._listeners:
+            runtime.add_listener(_batch_listener(listener))
+        self._runtime = runtime
+        runtime.start()
+        async_executors = [e for e in self._executors if e.spec.is_async]
+        if async_executors:
+            self._start_loop(async_executors)
+        for ex in self._executors:
+            if ex.spec.is_async:
+                continue
+            if ex.spec.isolation == "process":
+                ex.pool = concurrent.futures.ProcessPoolExecutor(
+                    max_workers=ex.native.concurrency, mp_context=self._mp_context
+                )
+            for i in range(ex.native.concurrency):
+                t = threading.Thread(
+                    target=self._thread_loop, args=(ex,), name=f"conductor-{ex.spec.task_type}-{i}", daemon=True
+                )
+                ex.threads.append(t)
+                t.start()
+        with self._state_lock:
+            self._state = "running"
+        _runners.add(self)
+        logger.info(
+            "started %d worker(s) on %s: %s",
+            len(self._executors),
+            ", ".join(runtime.servers()),
+            ", ".join(f"{e.spec.task_type} x{e.native.concurrency}" for e in self._executors),
+        )
+
+    def stop(self, timeout: Optional[float] = None) -> StopReport:
+        """Stops polling, lets running tasks finish for up to ``timeout`` seconds (default
+        ``stop_timeout``), delivers their results and journals what could not be delivered."""
+        if not self._begin_stop():
+            self._stopped.wait()
+            return self._report
+        assert self._runtime is not None
+        deadline = time.monotonic() + (self.stop_timeout if timeout is None else timeout)
+        report = self._runtime.stop(max(0.0, deadline - time.monotonic()))
+        self._finish(deadline)
+        return self._end(report)
+
+    def kill(self) -> StopReport:
+        """Stops at once: no draining; results not yet delivered go to the journal."""
+        with self._state_lock:
+            if self._state in ("created", "stopped"):
+                self._state = "stopped"
+                self._stopped.set()
+                return self._report
+            self._state = "stopping"
+        assert self._runtime is not None
+        for ex in self._executors:
+            ex.native.interrupt()
+        report = self._runtime.kill()
+        self._finish(time.monotonic() + 0.5, cancel=True)
+        return self._end(report)
+
+    def join(self, timeout: Optional[float] = None) -> bool:
+        """Waits until the runner has stopped; False if ``timeout`` passed first."""
+        return self._stopped.wait(timeout)
+
+    def run(self) -> None:
+        """Starts (unless started) and blocks until Ctrl-C or SIGTERM, then drains within
+        ``stop_timeout``; a second Ctrl-C or SIGTERM during the drain kills at once."""
+        if self._state == "created":
+            self.start()
+        in_main = threading.current_thread() is threading.main_thread()
+        previous: dict[int, Any] = {}
+        if in_main:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                previous[sig] = signal.signal(sig, self._on_signal)
+        try:
+            while not self._stop_requested.is_set() and not self._stopped.is_set():
+                self._stop_requested.wait(0.5)
+            if not self._stopped.is_set():
+                logger.info("draining: running tasks get %.0f s (Ctrl-C again to stop at once)", self.stop_timeout)
+                self.stop()
+        except KeyboardInterrupt:
+            logger.warning("stopping at once: undelivered results go to the journal")
+            self.kill()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        if self._stop_requested.is_set():
+            raise KeyboardInterrupt
+        self._stop_requested.set()
+
+    def _begin_stop(self) -> bool:
+        with self._state_lock:
+            if self._state != "running":
+                if self._state == "created":
+                    self._state = "stopped"
+                    self._stopped.set()
+                return False
+            self._state = "stopping"
+        self._stop_requested.set()
+        return True
+
+    def _finish(self, deadline: float, cancel: bool = False) -> None:
+        for ex in self._executors:
+            for t in ex.threads:
+                t.join(max(0.05, deadline - time.monotonic()))
+        if self._loop_thread is not None:
+            self._loop_thread.join(max(0.05, deadline - time.monotonic()))
+        for ex in self._executors:
+            if ex.pool is not None:
+                ex.pool.shutdown(wait=not cancel, cancel_futures=True)
+
+    def _end(self, report: dict[str, int]) -> StopReport:
+        self._report = StopReport(**report)
+        with self._state_lock:
+            self._state = "stopped"
+        self._stopped.set()
+        logger.info("stopped: %s", self._report)
+        return self._report
+
+    def __enter__(self) -> Runner:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: Optional[type[BaseException]], exc: Optional[BaseException], tb: Optional[TracebackType]
+    ) -> None:
+        if exc_type is KeyboardInterrupt:
+            self.kill()
+        else:
+            self.stop()
+
+    # -- observation and control -------------------------------------------------------------
+
+    @property
+    def state(self) -> str:
+        """``created``, ``starting``, ``running``, ``stopping`` or ``stopped``."""
+        return self._state
+
+    def health(self) -> list[dict[str, Any]]:
+        """Each worker's state, running and buffered tasks, poll errors in a row, restarts."""
+        return self._runtime.health() if self._runtime is not None else []
+
+    def is_healthy(self) -> bool:
+        """Running, and every worker polls without errors piling up."""
+        return self._runtime is not None and self._runtime.is_healthy()
+
+    def metrics_text(self) -> str:
+        """The Prometheus text exposition (also served on ``metrics_port`` if set)."""
+        return self._runtime.metrics_text() if self._runtime is not None else ""
+
+    @property
+    def metrics_addr(self) -> Optional[tuple[str, int]]:
+        """``(host, port)`` of the metrics and health endpoint, once started."""
+        return self._runtime.metrics_addr() if self._runtime is not None else None
+
+    def pause(self, task_type: Optional[str] = None) -> None:
+        """Stops polling (one task type, or all); running tasks go on."""
+        for ex in self._select(task_type):
+            ex.native.pause()
+
+    def resume(self, task_type: Optional[str] = None) -> None:
+        """Starts polling again after ``pause``."""
+        for ex in self._select(task_type):
+            ex.native.resume()
+
+    def add_listener(self, listener: Callable[[Event], None]) -> None:
+        """Calls ``listener(event)`` for every runtime :class:`Event`, on a thread of the
+        runtime (batched), never on the polling path."""
+        self._listeners.append(listener)
+        if self._runtime is not None:
+            self._runtime.add_listener(_batch_listener(listener))
+
+    def register_task_defs(self, defs: Iterable[dict[str, Any]]) -> None:
+        """Registers task definitions (server field names, e.g. ``{"name": "greet",
+        "retryCount": 5}``) on every server. The runner must be started."""
+        if self._runtime is None:
+            raise NotRunningError("start the runner first")
+        self._runtime.register_task_defs(list(defs))
+
+    def _select(self, task_type: Optional[str]) -> list[_Executor]:
+        chosen = [e for e in self._executors if task_type is None or e.spec.task_type == task_type]
+        if task_type is not None and not chosen:
+            raise LookupError(f"no worker for task type {task_type!r} in this runner")
+        return chosen
+
+    # -- thread executors ---------------------------------------------------------------------
+
+    def _thread_loop(self, ex: _Executor) -> None:
+        native = ex.native
+        run = self._run_in_pool if ex.pool is not None else _execute
+        try:
+            while True:
+                # Busy: the next task is often already buffered (update-v2 brings it with the
+                # last result); taking it with the GIL held avoids a thread hand-off.
+                tasks = native.ready_tasks(1)
+                if not tasks:
+                    if tasks is None:
+                        return
+                    tasks = native.next_tasks(1, _IDLE_WAIT)
+                    if tasks is None:
+                        return
+                for task in tasks:
+                    run(ex, task)
+        except NotRunningError:
+            return
+        except BaseException:
+            logger.exception("executor thread of %s failed", ex.spec.task_type)
+
+    def _run_in_pool(self, ex: _Executor, task: Task) -> None:
+        assert ex.pool is not None
+        spec = ex.spec
+        try:
+            args, kwargs = spec.binder.bind(task)
+        except InputMismatch as e:
+            _fail_input(ex, task, e)
+            return
+        ctx = _context(task)
+        try:
+            future = ex.pool.submit(_call_in_process, spec.func, args, kwargs, ctx)
+            outcome = future.result()
+        except Exception as e:
+            if isinstance(e, concurrent.futures.process.BrokenProcessPool):
+                ex.pool = concurrent.futures.ProcessPoolExecutor(
+                    max_workers=ex.native.concurrency, mp_context=self._mp_context
+                )
+            reason = f"the worker process failed: {type(e).__name__}: {e}"
+            _send(ex, task, "FAILED", reason=reason, logs=[*ctx.logs, traceback.format_exc()])
+            return
+        _report_outcome(ex, task, outcome)
+
+    # -- asyncio executors -------------------------------------------------------------------
+
+    def _start_loop(self, executors: list[_Executor]) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        ready = threading.Event()
+
+        def main() -> None:
+            asyncio.set_event_loop(loop)
+            ready.set()
+            try:
+                loop.run_until_complete(asyncio.gather(*(_AsyncDispatcher(ex, loop).run() for ex in executors)))
+            except BaseException:
+                logger.exception("the asyncio executor failed")
+            finally:
+                # Give deliveries already scheduled by the core a chance to run before closing.
+                loop.run_until_complete(asyncio.sleep(0))
+                loop.close()
+
+        self._loop_thread = threading.Thread(target=main, name="conductor-asyncio", daemon=True)
+        self._loop_thread.start()
+        ready.wait()
+
+
+class _AsyncDispatcher:
+    """Keeps up to ``concurrency`` tasks of one worker in flight on the loop: asks the core for
+    as many tasks as there are free slots (in batches), runs each as an asyncio task."""
+
+    def __init__(self, ex: _Executor, loop: asyncio.AbstractEventLoop) -> None:
+        self.ex = ex
+        self.loop = loop
+        self.concurrency = ex.native.concurrency
+        # Asking for every single freed slot would cost a round trip each; a few percent of
+        # the capacity per request keeps large pools full.
+        self.min_batch = max(1, self.concurrency // 50)
+        self.in_flight = 0
+        self.asked = 0
+        self.stopping = False
+        self.done: asyncio.Future[None] = loop.create_future()
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    async def run(self) -> None:
+        self._refill()
+        await self.done
+
+    def _refill(self) -> None:
+        if self.stopping:
+            return
+        free = self.concurrency - self.in_flight - self.asked
+        if free > 0 and (free >= self.min_batch or self.asked == 0):
+            self.asked += free
+            deliver = functools.partial(self.loop.call_soon_threadsafe, functools.partial(self._got, free))
+            try:
+                self.ex.native.poll_async(free, deliver)
+            except Exception:
+                self.asked -= free
+                self.stopping = True
+                logger.exception("cannot poll for %s", self.ex.spec.task_type)
+                self._check_done()
+
+    def _got(self, asked: int, tasks: Optional[list[Task]]) -> None:
+        self.asked -= asked
+        if tasks is None:
+            self.stopping = True
+        for task in tasks or ():
+            self.in_flight += 1
+            t = self.loop.create_task(_execute_async(self.ex, task))
+            self.tasks.add(t)
+            t.add_done_callback(self._finished)
+        self._refill()
+        self._check_done()
+
+    def _finished(self, t: asyncio.Task[None]) -> None:
+        self.tasks.discard(t)
+        self.in_flight -= 1
+        self._refill()
+        self._check_done()
+
+    def _check_done(self) -> None:
+        if self.stopping and self.in_flight == 0 and self.asked == 0 and not self.done.done():
+            self.done.set_result(None)
+
+
+# -- executing one task --------------------------------------------------------------------------
+
+
+def _context(task: Task) -> TaskContext:
+    return TaskContext(
+        task_id=task.task_id,
+        workflow_instance_id=task.workflow_instance_id,
+        task_type=task.task_type,
+        retry_count=task.retry_count,
+        poll_count=task.poll_count,
+        reference_task_name=task.reference_task_name,
+        correlation_id=task.correlation_id,
+        input=task.input_data,
+    )
+
+
+def _send(
+    ex: _Executor,
+    task: Task,
+    status: str,
+    output: Any = None,
+    reason: Optional[str] = None,
+    callback_after_seconds: Optional[int] = None,
+    logs: Optional[list[str]] = None,
+) -> None:
+    try:
+        ex.native.complete(task, status, output, reason, callback_after_seconds, logs)
+    except (TypeError, ValueError) as first:
+        try:
+            ex.native.complete(task, status, jsonable(output), reason, callback_after_seconds, logs)
+        except (TypeError, ValueError):
+            ex.native.complete(
+                task,
+                "FAILED_WITH_TERMINAL_ERROR",
+                None,
+                f"the output of {ex.spec.task_type} cannot be serialised as JSON: {first}",
+                None,
+                logs,
+            )
+
+
+def _fail_input(ex: _Executor, task: Task, e: InputMismatch) -> None:
+    # The same input comes back on every retry, so retrying cannot help.
+    reason = f"the task input does not fit {ex.spec.func.__qualname__}(): {e}"
+    _send(ex, task, "FAILED_WITH_TERMINAL_ERROR", reason=reason)
+
+
+def _failure(ex: _Executor, task: Task, e: BaseException, logs: list[str]) -> None:
+    if isinstance(e, NonRetryableError):
+        _send(ex, task, "FAILED_WITH_TERMINAL_ERROR", reason=str(e) or type(e).__name__, logs=logs)
+    else:
+        reason = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+        _send(ex, task, "FAILED", reason=reason, logs=[*logs, traceback.format_exc()])
+
+
+def _success(ex: _Executor, task: Task, value: Any, logs: list[str]) -> None:
+    if isinstance(value, TaskInProgress):
+        _send(ex, task, "IN_PROGRESS", value.output, None, value.callback_after_seconds, logs)
+    else:
+        _send(ex, task, "COMPLETED", to_output(value), logs=logs)
+
+
+def _execute(ex: _Executor, task: Task) -> None:
+    spec = ex.spec
+    ctx = _context(task)
+    token = _current.set(ctx)
+    try:
+        try:
+            args, kwargs = spec.binder.bind(task)
+        except InputMismatch as e:
+            _fail_input(ex, task, e)
+            return
+        try:
+            value = spec.func(*args, **kwargs)
+        except TaskInProgress as e:
+            _send(ex, task, "IN_PROGRESS", e.output, None, e.callback_after_seconds, ctx.logs)
+        except Exception as e:
+            _failure(ex, task, e, ctx.logs)
+        else:
+            _success(ex, task, value, ctx.logs)
+    except Exception:
+        logger.exception("cannot report the result of task %s", task.task_id)
+    finally:
+        _current.reset(token)
+
+
+async def _execute_async(ex: _Executor, task: Task) -> None:
+    spec = ex.spec
+    ctx = _context(task)
+    _current.set(ctx)  # each asyncio task has its own context copy
+    try:
+        try:
+            args, kwargs = spec.binder.bind(task)
+        except InputMismatch as e:
+            _fail_input(ex, task, e)
+            return
+        try:
+            value = await spec.func(*args, **kwargs)
+        except TaskInProgress as e:
+            _send(ex, task, "IN_PROGRESS", e.output, None, e.callback_after_seconds, ctx.logs)
+        except Exception as e:
+            _failure(ex, task, e, ctx.logs)
+        else:
+            _success(ex, task, value, ctx.logs)
+    except Exception:
+        logger.exception("cannot report the result of task %s", task.task_id)
+
+
+def _call_in_process(func: Callable[..., Any], args: list[Any], kwargs: dict[str, Any], ctx: TaskContext) -> Any:
+    """Runs in the pool's process; returns an outcome tuple the parent reports."""
+    token = _current.set(ctx)
+    try:
+        value = func(*args, **kwargs)
+        if isinstance(value, TaskInProgress):
+            return ("in_progress", value.callback_after_seconds, value.output, ctx.logs)
+        return ("ok", to_output(value), ctx.logs)
+    except TaskInProgress as e:
+        return ("in_progress", e.callback_after_seconds, e.output, ctx.logs)
+    except NonRetryableError as e:
+        return ("terminal", str(e) or type(e).__name__, ctx.logs)
+    except Exception as e:
+        reason = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+        return ("failed", reason, [*ctx.logs, traceback.format_exc()])
+    finally:
+        _current.reset(token)
+
+
+def _report_outcome(ex: _Executor, task: Task, outcome: tuple[Any, ...]) -> None:
+    kind = outcome[0]
+    if kind == "ok":
+        _send(ex, task, "COMPLETED", outcome[1], logs=outcome[2])
+    elif kind == "in_progress":
+        _send(ex, task, "IN_PROGRESS", outcome[2], None, outcome[1], outcome[3])
+    elif kind == "terminal":
+        _send(ex, task, "FAILED_WITH_TERMINAL_ERROR", reason=outcome[1], logs=outcome[2])
+    else:
+        _send(ex, task, "FAILED", reason=outcome[1], logs=outcome[2])
+
+
+def _batch_listener(listener: Callable[[Event], None]) -> Callable[[list[tuple[str, dict[str, Any]]]], None]:
+    def on_batch(batch: list[tuple[str, dict[str, Any]]]) -> None:
+        for kind, fields in batch:
+            try:
+                listener(Event(kind, fields))
+            except Exception:
+                logger.exception("event listener %r raised", listener)
+
+    return on_batch
+
+
+def run(
+    workers: Optional[Iterable[WorkerLike]] = None,
+    *,
+    servers: Union[ServerLike, Iterable[ServerLike], None] = None,
+    **options: Any,
+) -> None:
+    """Runs the workers (default: every ``@worker``) until Ctrl-C or SIGTERM, then drains.
+    Servers come from ``CONDUCTOR_SERVER_URL`` unless given. Options as for :class:`Runner`."""
+    Runner(workers, servers=servers, **options).run()
+
+
+def _stop_at_exit() -> None:
+    # A program that started a Runner and fell off the end of its main module: drain rather
+    # than lose the running tasks' results (executor threads are daemons).
+    for runner in list(_runners):
+        if runner._pid == os.getpid() and runner.state == "running":
+            runner.stop()
+
+
+atexit.register(_stop_at_exit)

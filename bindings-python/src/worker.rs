@@ -1,0 +1,288 @@
+//! `Worker`: what Python executors pull tasks from and hand results to.
+
+use std::mem::ManuallyDrop;
+use std::time::{Duration, Instant};
+
+use conductor_worker::{Cancel, ClaimedTask, Error, TaskResult, TaskStatus, WorkerHealth};
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList};
+use tokio::runtime::Handle;
+
+use crate::errors;
+use crate::json;
+use crate::runtime::{SIGNAL_SLICE, fork_check};
+use crate::task::PyTask;
+
+/// One task type (in one domain) on every server of its runtime.
+#[pyclass(frozen, name = "Worker", module = "conductor_worker._native")]
+pub(crate) struct PyWorker {
+    inner: ManuallyDrop<conductor_worker::Worker>,
+    handle: Handle,
+    /// Wakes every wait of this worker for good: `interrupt()`.
+    cancel: Cancel,
+    pid: u32,
+}
+
+impl Drop for PyWorker {
+    fn drop(&mut self) {
+        // See PyRuntime's Drop: never tear down a parent's runtime objects in a forked child.
+        if self.pid == std::process::id() {
+            // SAFETY: dropped exactly once, here, and never used again.
+            unsafe { ManuallyDrop::drop(&mut self.inner) };
+        }
+    }
+}
+
+impl PyWorker {
+    pub(crate) fn new(worker: conductor_worker::Worker, handle: Handle) -> Self {
+        Self {
+            inner: ManuallyDrop::new(worker),
+            handle,
+            cancel: Cancel::new(),
+            pid: std::process::id(),
+        }
+    }
+}
+
+fn parse_status(status: &str) -> PyResult<TaskStatus> {
+    match status {
+        "COMPLETED" => Ok(TaskStatus::Completed),
+        "FAILED" => Ok(TaskStatus::Failed),
+        "FAILED_WITH_TERMINAL_ERROR" => Ok(TaskStatus::FailedWithTerminalError),
+        "IN_PROGRESS" => Ok(TaskStatus::InProgress),
+        other => Err(PyValueError::new_err(format!(
+            "status must be COMPLETED, FAILED, FAILED_WITH_TERMINAL_ERROR or IN_PROGRESS, not {other:?}"
+        ))),
+    }
+}
+
+#[pymethods]
+impl PyWorker {
+    #[getter]
+    fn task_type(&self) -> &str {
+        self.inner.task_type()
+    }
+    #[getter]
+    fn domain(&self) -> Option<&str> {
+        self.inner.options().domain.as_deref()
+    }
+    /// After environment overrides.
+    #[getter]
+    fn concurrency(&self) -> usize {
+        self.inner.options().concurrency
+    }
+    #[getter]
+    fn poll_interval(&self) -> f64 {
+        self.inner.options().poll_interval.as_secs_f64()
+    }
+    #[getter]
+    fn poll_timeout(&self) -> f64 {
+        self.inner.options().poll_timeout.as_secs_f64()
+    }
+    #[getter]
+    fn worker_id(&self) -> &str {
+        &self.inner.options().worker_id
+    }
+    #[getter]
+    fn lease_extend(&self) -> bool {
+        self.inner.options().lease_extend
+    }
+    #[getter]
+    fn state(&self) -> &'static str {
+        self.inner.state().as_str()
+    }
+
+    /// Up to `max` tasks, waiting up to `timeout` seconds (forever with None) with the GIL
+    /// released. `[]` on timeout; `None` once the worker stops or `interrupt()` was called.
+    #[pyo3(signature = (max=1, timeout=None))]
+    fn next_tasks(
+        &self,
+        py: Python<'_>,
+        max: usize,
+        timeout: Option<f64>,
+    ) -> PyResult<Option<Vec<PyTask>>> {
+        fork_check(self.pid, "Worker")?;
+        let deadline = match timeout {
+            Some(t) => Some(
+                Instant::now()
+                    + Duration::try_from_secs_f64(t).map_err(|_| {
+                        PyValueError::new_err(format!("timeout must be >= 0 seconds, not {t}"))
+                    })?,
+            ),
+            None => None,
+        };
+        let (worker, cancel) = (&*self.inner, &self.cancel);
+        loop {
+            // Short slices: Python runs signal handlers (Ctrl-C) only between them.
+            let slice = deadline.map_or(SIGNAL_SLICE, |d| {
+                d.saturating_duration_since(Instant::now())
+                    .min(SIGNAL_SLICE)
+            });
+            match py.detach(|| worker.next_tasks_blocking(max, Some(slice), cancel)) {
+                Ok(tasks) if !tasks.is_empty() => {
+                    return Ok(Some(tasks.into_iter().map(PyTask::new).collect()));
+                }
+                Ok(_) if cancel.is_cancelled() => return Ok(None),
+                Ok(_) => {
+                    if deadline.is_some_and(|d| Instant::now() >= d) {
+                        return Ok(Some(Vec::new()));
+                    }
+                    py.check_signals()?;
+                }
+                Err(Error::NotRunning(_)) => return Ok(None),
+                Err(e) => return Err(errors::to_py(e)),
+            }
+        }
+    }
+
+    /// Tasks already polled and waiting for an executor, without waiting and without asking
+    /// for more: the fast path of a busy executor, taken with the GIL held.
+    #[pyo3(signature = (max=1))]
+    fn ready_tasks(&self, max: usize) -> PyResult<Option<Vec<PyTask>>> {
+        fork_check(self.pid, "Worker")?;
+        match self.inner.try_next_tasks(max) {
+            Ok(tasks) => Ok(Some(tasks.into_iter().map(PyTask::new).collect())),
+            Err(Error::NotRunning(_)) => Ok(None),
+            Err(e) => Err(errors::to_py(e)),
+        }
+    }
+
+    /// Waits for up to `max` tasks without blocking the caller, then calls `deliver(tasks)`
+    /// from a thread of the runtime's blocking pool (`None` when the worker stops). For
+    /// asyncio: `deliver` is typically `loop.call_soon_threadsafe` bound to a future.
+    fn poll_async(&self, max: usize, deliver: Py<PyAny>) -> PyResult<()> {
+        fork_check(self.pid, "Worker")?;
+        let (worker, cancel) = ((*self.inner).clone(), self.cancel.clone());
+        let handle = self.handle.clone();
+        self.handle.spawn(async move {
+            let result = worker
+                .next_tasks_cancellable(max.max(1), None, Some(&cancel))
+                .await;
+            // Never take the GIL on a tokio worker thread: it would stall every other task.
+            handle.spawn_blocking(move || deliver_tasks(&worker, deliver, result, &cancel));
+        });
+        Ok(())
+    }
+
+    /// Hands back the result of `task`; never blocks. Raises TypeError/ValueError (and sends
+    /// nothing) if `output` is not JSON, so the caller can fail the task instead.
+    #[pyo3(signature = (task, status, output=None, reason=None, callback_after_seconds=None, logs=None))]
+    fn complete(
+        &self,
+        task: &Bound<'_, PyTask>,
+        status: &str,
+        output: Option<&Bound<'_, PyAny>>,
+        reason: Option<String>,
+        callback_after_seconds: Option<u64>,
+        logs: Option<Vec<String>>,
+    ) -> PyResult<()> {
+        fork_check(self.pid, "Worker")?;
+        let status = parse_status(status)?;
+        let output = match output {
+            Some(o) if !o.is_none() => json::object_from_py(o, "output")?,
+            _ => serde_json::Map::new(),
+        };
+        let t = &task.get().task;
+        let mut result = TaskResult::completed(&t.task_id, &t.workflow_instance_id, output);
+        result.status = status;
+        result.reason_for_incompletion = reason;
+        if status == TaskStatus::InProgress {
+            result.callback_after_seconds = Some(callback_after_seconds.unwrap_or(0));
+        }
+        for line in logs.unwrap_or_default() {
+            result.log(line);
+        }
+        self.inner.complete(result).map_err(errors::to_py)
+    }
+
+    /// Sends a line to a running task's execution log now.
+    fn log(&self, task_id: &str, line: String) -> PyResult<()> {
+        fork_check(self.pid, "Worker")?;
+        let _guard = self.handle.enter();
+        self.inner.log(task_id, line).map_err(errors::to_py)
+    }
+
+    fn pause(&self) {
+        self.inner.pause();
+    }
+
+    fn resume(&self) {
+        self.inner.resume();
+    }
+
+    /// Ends every wait of this worker, now and later (`next_tasks` returns None).
+    fn interrupt(&self) {
+        self.cancel.cancel();
+    }
+
+    fn health<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        health_dict(py, &self.inner.health())
+    }
+}
+
+fn deliver_tasks(
+    worker: &conductor_worker::Worker,
+    deliver: Py<PyAny>,
+    result: conductor_worker::Result<Vec<ClaimedTask>>,
+    cancel: &Cancel,
+) {
+    let tasks = match result {
+        Ok(tasks) if tasks.is_empty() && cancel.is_cancelled() => None,
+        Ok(tasks) => Some(tasks),
+        Err(Error::NotRunning(_)) => None,
+        Err(e) => {
+            tracing::error!(error = %e, task_type = worker.task_type(), "waiting for tasks failed");
+            None
+        }
+    };
+    let ids: Vec<(String, String)> = tasks
+        .iter()
+        .flatten()
+        .map(|c| (c.task.task_id.clone(), c.task.workflow_instance_id.clone()))
+        .collect();
+    let delivered = Python::try_attach(|py| {
+        let value: Py<PyAny> = match tasks {
+            Some(tasks) => {
+                let list = PyList::empty(py);
+                for t in tasks {
+                    list.append(Py::new(py, PyTask::new(t))?)?;
+                }
+                list.into_any().unbind()
+            }
+            None => py.None(),
+        };
+        deliver.call1(py, (value,)).map(|_| ())
+    });
+    let failure = match delivered {
+        Some(Ok(())) => return,
+        Some(Err(e)) => e.to_string(),
+        None => "the Python interpreter is shutting down".to_owned(),
+    };
+    // Tasks nobody will run: fail them now so the server retries them elsewhere, rather than
+    // leaving them claimed (and their leases extended) until the process exits.
+    for (id, wf) in ids {
+        let reason = format!("the worker could not hand the task to Python: {failure}");
+        let _ = worker.complete(TaskResult::failed(&id, &wf, reason));
+    }
+    tracing::error!(error = %failure, task_type = worker.task_type(), "tasks could not be handed to Python");
+}
+
+pub(crate) fn health_dict<'py>(py: Python<'py>, h: &WorkerHealth) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("task_type", &h.task_type)?;
+    d.set_item("domain", &h.domain)?;
+    d.set_item("state", h.state.as_str())?;
+    d.set_item(
+        "last_successful_poll",
+        h.last_successful_poll
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_secs_f64()),
+    )?;
+    d.set_item("consecutive_poll_errors", h.consecutive_poll_errors)?;
+    d.set_item("running", h.running)?;
+    d.set_item("buffered", h.buffered)?;
+    d.set_item("idle_executors", h.idle_executors)?;
+    d.set_item("restarts", h.restarts)?;
+    Ok(d)
+}
