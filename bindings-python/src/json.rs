@@ -138,8 +138,8 @@ fn convert(obj: &Bound<'_, PyAny>, path: &mut String, depth: usize) -> PyResult<
         return Ok(Value::Array(items));
     }
     Err(PyTypeError::new_err(format!(
-        "{path} is a {}, which is not JSON: use dict, list, str, int, float, bool or None \
-         (dataclasses and pydantic models are converted at the top level only)",
+        "{path} is of type {}, which is not JSON: use dict, list, str, int, float, bool or None,
+         dataclasses, pydantic models, enums, dates, UUIDs or decimals",
         type_name(obj)
     )))
 }

@@ -5,7 +5,8 @@ Input: each parameter takes the input value of the same name, converted to its a
 ``int``, ``float``, ``str``, ``bool``, ``Optional[...]``/``X | None``, ``list[...]``,
 ``dict[str, ...]``, ``tuple``, ``Literal``, enums, dataclasses (from a dict, recursively) and
 pydantic models (when pydantic is installed). A parameter with a default may be missing from
-the input; ``**kwargs`` receives the input keys no parameter took; input keys nobody takes are
+the input (or null in it: Conductor maps workflow inputs that were not given to null);
+``**kwargs`` receives the input keys no parameter took; input keys nobody takes are
 ignored. A single parameter annotated ``Task`` receives the whole task instead.
 
 Output: a dict as is, a dataclass as ``dataclasses.asdict``, a pydantic model as
@@ -269,9 +270,19 @@ class Binder:
         args: list[Any] = []
         kwargs: dict[str, Any] = {name: task for name in self.task_params}
         for name, conv, default, positional in self.params:
-            if name in data:
-                value = conv(data[name], f"input {name!r}")
+            raw = data.get(name, _MISSING)
+            if raw is not _MISSING and not (raw is None and default is not _MISSING):
+                try:
+                    value = conv(raw, f"input {name!r}")
+                except InputMismatch:
+                    if raw is None:
+                        raise InputMismatch(f"input {name!r} is missing (null)") from None
+                    raise
             elif default is not _MISSING:
+                # Conductor maps a workflow input that was not given to null: a parameter
+                # with a default takes its default then.
+                if positional:
+                    args.append(default)
                 continue
             else:
                 raise InputMismatch(f"input {name!r} is missing (the task input has {sorted(data)})")
