@@ -10,11 +10,11 @@ import threading
 import time
 from pathlib import Path
 
-import pytest
-from conftest import Dev, unique, wait_for
-
 import conductor_worker
+import pytest
 from conductor_worker import ConfigError, NotRunningError, Runner, Server, worker
+
+from conftest import Dev, unique, wait_for
 
 FAST = {"poll_timeout": 0.2, "poll_interval": 0.05}
 

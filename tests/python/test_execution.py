@@ -8,9 +8,9 @@ import os
 import threading
 import time
 
-from conftest import Dev, unique, wait_for
-
 from conductor_worker import Runner, current_task, worker
+
+from conftest import Dev, unique, wait_for
 
 FAST = {"poll_timeout": 0.2, "poll_interval": 0.05}
 
@@ -126,6 +126,9 @@ def test_output_that_cannot_be_serialised_fails_only_that_task(dev: Dev) -> None
         obj, nan, plain = (dev.task_of(i) for i in ids)
     assert obj["status"] == "FAILED_WITH_TERMINAL_ERROR"
     assert "cannot be serialised" in obj["reasonForIncompletion"]
-    assert "output[\"items\"][1][\"when\"] is of type object" in obj["reasonForIncompletion"]
-    assert nan["status"] == "FAILED_WITH_TERMINAL_ERROR" and "NaN, which JSON cannot represent" in nan["reasonForIncompletion"]
+    assert 'output["items"][1]["when"] is of type object' in obj["reasonForIncompletion"]
+    assert (
+        nan["status"] == "FAILED_WITH_TERMINAL_ERROR"
+        and "NaN, which JSON cannot represent" in nan["reasonForIncompletion"]
+    )
     assert plain["status"] == "COMPLETED"

@@ -6,14 +6,14 @@ from __future__ import annotations
 import asyncio
 import enum
 from dataclasses import dataclass, field
-from typing import Any, Literal, Optional
+from typing import Any, Literal
 
 import pydantic
 import pytest
-from conftest import Dev, unique
-
 from conductor_worker import NonRetryableError, Runner, Task, TaskInProgress, current_task, worker
 from conductor_worker.mapping import Binder, InputMismatch
+
+from conftest import Dev, unique
 
 FAST = {"poll_timeout": 0.2, "poll_interval": 0.05}
 
@@ -88,7 +88,7 @@ def test_current_task_gives_ids_counts_and_logs_also_in_async_functions(dev: Dev
 @dataclass
 class Address:
     city: str
-    zip: Optional[str] = None
+    zip: str | None = None
 
 
 @dataclass
@@ -118,7 +118,7 @@ def test_input_maps_to_dataclasses_models_and_the_output_back(dev: Dev) -> None:
     task_type = unique("typed")
 
     @worker(task_type, **FAST)
-    def ship(order: Order, customer: Customer, color: Color, note: Optional[str] = None) -> Receipt:
+    def ship(order: Order, customer: Customer, color: Color, note: str | None = None) -> Receipt:
         assert isinstance(order.address, Address) and isinstance(customer, Customer)
         assert color is Color.RED and note is None
         return Receipt(order_id=order.id, customer=customer.name)
@@ -160,7 +160,7 @@ def bind(func: Any, data: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
 
 
 def test_mapping_rules() -> None:
-    def f(a: int, b: float, c: Optional[list[int]] = None, d: Literal["x", "y"] = "x", **rest: Any) -> None: ...
+    def f(a: int, b: float, c: list[int] | None = None, d: Literal["x", "y"] = "x", **rest: Any) -> None: ...
 
     assert bind(f, {"a": 1, "b": 2, "c": [3], "d": "y", "extra": 1}) == (
         [],

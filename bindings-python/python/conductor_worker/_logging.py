@@ -18,7 +18,7 @@ def forward(records: list[tuple[int, str, str, float]]) -> None:
         log = logging.getLogger(name) if name.startswith("conductor_worker") else logger
         if not log.isEnabledFor(level):
             continue
-        record = log.makeRecord(log.name, level, target, 0, message, None, None)
+        record = log.makeRecord(log.name, level, target, 0, message, (), None)
         record.created = created
         record.msecs = (created - int(created)) * 1000
         log.handle(record)

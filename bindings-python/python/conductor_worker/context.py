@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import contextvars
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 
 @dataclass
@@ -20,7 +20,7 @@ class TaskContext:
     retry_count: int
     poll_count: int
     reference_task_name: str = ""
-    correlation_id: Optional[str] = None
+    correlation_id: str | None = None
     input: dict[str, Any] = field(default_factory=dict)
     logs: list[str] = field(default_factory=list)
 
@@ -34,7 +34,7 @@ class TaskContext:
         self.logs.append(" ".join(str(p) for p in parts))
 
 
-_current: contextvars.ContextVar[Optional[TaskContext]] = contextvars.ContextVar(
+_current: contextvars.ContextVar[TaskContext | None] = contextvars.ContextVar(
     "conductor_worker_current_task", default=None
 )
 

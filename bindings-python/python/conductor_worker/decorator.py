@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal, Optional, TypeVar, Union, overload
+from typing import Any, Callable, Literal, TypeVar, overload
 
 from conductor_worker.mapping import Binder
 
@@ -22,14 +23,14 @@ class WorkerSpec:
 
     task_type: str
     func: Callable[..., Any]
-    concurrency: Optional[int] = None
-    poll_interval: Optional[float] = None
-    poll_timeout: Optional[float] = None
-    domain: Optional[str] = None
-    worker_id: Optional[str] = None
-    lease_extend: Optional[bool] = None
-    paused: Optional[bool] = None
-    register: Union[bool, dict[str, Any], None] = None
+    concurrency: int | None = None
+    poll_interval: float | None = None
+    poll_timeout: float | None = None
+    domain: str | None = None
+    worker_id: str | None = None
+    lease_extend: bool | None = None
+    paused: bool | None = None
+    register: bool | dict[str, Any] | None = None
     isolation: Isolation = "thread"
     binder: Binder = field(init=False, repr=False, compare=False)
 
@@ -50,7 +51,7 @@ class WorkerSpec:
 
 
 _lock = threading.Lock()
-_registry: dict[tuple[str, Optional[str]], WorkerSpec] = {}
+_registry: dict[tuple[str, str | None], WorkerSpec] = {}
 
 
 def registered() -> list[WorkerSpec]:
@@ -65,31 +66,31 @@ def worker(task_type: F) -> F: ...
 
 @overload
 def worker(
-    task_type: Optional[str] = None,
+    task_type: str | None = None,
     *,
-    concurrency: Optional[int] = None,
-    poll_interval: Optional[float] = None,
-    poll_timeout: Optional[float] = None,
-    domain: Optional[str] = None,
-    worker_id: Optional[str] = None,
-    lease_extend: Optional[bool] = None,
-    paused: Optional[bool] = None,
-    register: Union[bool, dict[str, Any], None] = None,
+    concurrency: int | None = None,
+    poll_interval: float | None = None,
+    poll_timeout: float | None = None,
+    domain: str | None = None,
+    worker_id: str | None = None,
+    lease_extend: bool | None = None,
+    paused: bool | None = None,
+    register: bool | dict[str, Any] | None = None,
     isolation: Isolation = "thread",
 ) -> Callable[[F], F]: ...
 
 
 def worker(
-    task_type: Union[str, Callable[..., Any], None] = None,
+    task_type: str | Callable[..., Any] | None = None,
     *,
-    concurrency: Optional[int] = None,
-    poll_interval: Optional[float] = None,
-    poll_timeout: Optional[float] = None,
-    domain: Optional[str] = None,
-    worker_id: Optional[str] = None,
-    lease_extend: Optional[bool] = None,
-    paused: Optional[bool] = None,
-    register: Union[bool, dict[str, Any], None] = None,
+    concurrency: int | None = None,
+    poll_interval: float | None = None,
+    poll_timeout: float | None = None,
+    domain: str | None = None,
+    worker_id: str | None = None,
+    lease_extend: bool | None = None,
+    paused: bool | None = None,
+    register: bool | dict[str, Any] | None = None,
     isolation: Isolation = "thread",
 ) -> Any:
     """Declares ``func`` the executor of ``task_type`` (default: the function's name).
@@ -106,7 +107,7 @@ def worker(
     The function is returned unchanged: it can still be called (and tested) directly.
     """
 
-    def decorate(func: F, name: Optional[str]) -> F:
+    def decorate(func: F, name: str | None) -> F:
         spec = WorkerSpec(
             task_type=name or func.__name__,
             func=func,
@@ -122,10 +123,8 @@ def worker(
         )
         with _lock:
             _registry[(spec.task_type, spec.domain)] = spec
-        try:
+        with contextlib.suppress(AttributeError):  # a builtin or an object without __dict__
             setattr(func, ATTRIBUTE, spec)
-        except AttributeError:  # a builtin or a callable object without __dict__
-            pass
         return func
 
     if callable(task_type):
@@ -133,7 +132,7 @@ def worker(
     return lambda func: decorate(func, task_type)
 
 
-def spec_of(obj: Union[WorkerSpec, Callable[..., Any]]) -> WorkerSpec:
+def spec_of(obj: WorkerSpec | Callable[..., Any]) -> WorkerSpec:
     """The spec of a decorated function (or a spec as is)."""
     if isinstance(obj, WorkerSpec):
         return obj

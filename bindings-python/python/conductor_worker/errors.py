@@ -20,7 +20,7 @@ Raised by task functions: :class:`TaskInProgress` and :class:`NonRetryableError`
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 
 class ConductorWorkerError(Exception):
@@ -105,7 +105,7 @@ class TaskInProgress(Exception):
     >>> raise TaskInProgress(callback_after_seconds=30, output={"progress": 0.4})
     """
 
-    def __init__(self, callback_after_seconds: int = 60, output: Optional[dict[str, Any]] = None) -> None:
+    def __init__(self, callback_after_seconds: int = 60, output: dict[str, Any] | None = None) -> None:
         super().__init__(f"in progress, call back after {callback_after_seconds} s")
         if callback_after_seconds < 0:
             raise ValueError(f"callback_after_seconds must be >= 0, not {callback_after_seconds}")

@@ -24,7 +24,7 @@ import sys
 import typing
 import uuid
 from collections.abc import Mapping, Sequence
-from typing import Any, Callable, Optional, Union
+from typing import Any, Callable, Union
 
 from conductor_worker._native import Task
 
@@ -165,9 +165,7 @@ def converter(tp: Any) -> Converter:
             try:
                 return tp(v)
             except ValueError:
-                raise InputMismatch(
-                    f"{path} should be one of {[m.value for m in tp]}, got {_describe(v)}"
-                ) from None
+                raise InputMismatch(f"{path} should be one of {[m.value for m in tp]}, got {_describe(v)}") from None
 
         return enumeration
     if isinstance(tp, type) and dataclasses.is_dataclass(tp):
@@ -176,7 +174,7 @@ def converter(tp: Any) -> Converter:
 
         def model(v: Any, path: str) -> Any:
             try:
-                return tp.model_validate(v)  # type: ignore[attr-defined]
+                return tp.model_validate(v)
             except Exception as e:  # pydantic.ValidationError, without importing pydantic
                 raise InputMismatch(f"{path} does not fit {tp.__name__}: {e}") from None
 
@@ -200,7 +198,7 @@ def _hints(obj: Any) -> dict[str, Any]:
 
 
 def _dataclass_converter(cls: type) -> Converter:
-    fields: list[tuple[str, Optional[Converter], bool]] = []
+    fields: list[tuple[str, Converter | None, bool]] = []
     resolved = False
 
     def resolve() -> None:
@@ -261,7 +259,7 @@ class Binder:
         self.whole_task = len(named) == 1 and len(self.task_params) == 1
         self._ready = True
 
-    def bind(self, task: Task, input_data: Optional[dict[str, Any]] = None) -> tuple[list[Any], dict[str, Any]]:
+    def bind(self, task: Task, input_data: dict[str, Any] | None = None) -> tuple[list[Any], dict[str, Any]]:
         if not self._ready:
             self._resolve()
         if self.whole_task:

@@ -21,7 +21,9 @@ import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Callable, Optional, Union
+from typing import Any, Callable, Union
+
+from typing_extensions import Self
 
 from conductor_worker import _logging, _native
 from conductor_worker._native import Task
@@ -42,8 +44,8 @@ class Server:
     """A Conductor server: base URL including ``/api``, with optional key credentials."""
 
     url: str
-    key_id: Optional[str] = None
-    key_secret: Optional[str] = None
+    key_id: str | None = None
+    key_secret: str | None = None
 
     def __repr__(self) -> str:  # never show the secret
         return f"Server(url={self.url!r}, key_id={self.key_id!r})"
@@ -92,7 +94,7 @@ class _Executor:
         self.spec = spec
         self.native = native
         self.threads: list[threading.Thread] = []
-        self.pool: Optional[concurrent.futures.ProcessPoolExecutor] = None
+        self.pool: concurrent.futures.ProcessPoolExecutor | None = None
 
 
 class Runner:
@@ -113,19 +115,19 @@ class Runner:
 
     def __init__(
         self,
-        workers: Optional[Iterable[WorkerLike]] = None,
+        workers: Iterable[WorkerLike] | None = None,
         *,
-        servers: Union[ServerLike, Iterable[ServerLike], None] = None,
-        metrics_port: Optional[int] = None,
-        journal: Union[str, os.PathLike[str], None] = None,
-        request_timeout: Optional[float] = None,
+        servers: ServerLike | Iterable[ServerLike] | None = None,
+        metrics_port: int | None = None,
+        journal: str | os.PathLike[str] | None = None,
+        request_timeout: float | None = None,
         stop_timeout: float = 30.0,
         mp_context: Any = None,
     ) -> None:
         self._specs = [spec_of(w) for w in workers] if workers is not None else None
         if isinstance(servers, (str, Server)):
             servers = [servers]
-        self._servers: Optional[list[tuple[str, Optional[str], Optional[str]]]] = None
+        self._servers: list[tuple[str, str | None, str | None]] | None = None
         if servers is not None:
             self._servers = [
                 (s.url, s.key_id, s.key_secret) if isinstance(s, Server) else (str(s), None, None) for s in servers
@@ -135,11 +137,11 @@ class Runner:
         self._request_timeout = request_timeout
         self.stop_timeout = stop_timeout
         self._mp_context = mp_context
-        self._runtime: Optional[_native.Runtime] = None
+        self._runtime: _native.Runtime | None = None
         self._executors: list[_Executor] = []
         self._listeners: list[Callable[[Event], None]] = []
-        self._loop: Optional[asyncio.AbstractEventLoop] = None
-        self._loop_thread: Optional[threading.Thread] = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: threading.Thread | None = None
         self._state = "created"
         self._state_lock = threading.Lock()
         self._stopped = threading.Event()
@@ -218,7 +220,7 @@ class Runner:
             ", ".join(f"{e.spec.task_type} x{e.native.concurrency}" for e in self._executors),
         )
 
-    def stop(self, timeout: Optional[float] = None) -> StopReport:
+    def stop(self, timeout: float | None = None) -> StopReport:
         """Stops polling, lets running tasks finish for up to ``timeout`` seconds (default
         ``stop_timeout``), delivers their results and journals what could not be delivered."""
         if not self._begin_stop():
@@ -245,7 +247,7 @@ class Runner:
         self._finish(time.monotonic() + 0.5, cancel=True)
         return self._end(report)
 
-    def join(self, timeout: Optional[float] = None) -> bool:
+    def join(self, timeout: float | None = None) -> bool:
         """Waits until the runner has stopped; False if ``timeout`` passed first."""
         return self._stopped.wait(timeout)
 
@@ -255,7 +257,7 @@ class Runner:
         if self._state == "created":
             self.start()
         in_main = threading.current_thread() is threading.main_thread()
-        previous: dict[int, Any] = {}
+        previous: dict[signal.Signals, Any] = {}
         if in_main:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 previous[sig] = signal.signal(sig, self._on_signal)
@@ -306,12 +308,12 @@ class Runner:
         logger.info("stopped: %s", self._report)
         return self._report
 
-    def __enter__(self) -> Runner:
+    def __enter__(self) -> Self:
         self.start()
         return self
 
     def __exit__(
-        self, exc_type: Optional[type[BaseException]], exc: Optional[BaseException], tb: Optional[TracebackType]
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         if exc_type is KeyboardInterrupt:
             self.kill()
@@ -338,16 +340,16 @@ class Runner:
         return self._runtime.metrics_text() if self._runtime is not None else ""
 
     @property
-    def metrics_addr(self) -> Optional[tuple[str, int]]:
+    def metrics_addr(self) -> tuple[str, int] | None:
         """``(host, port)`` of the metrics and health endpoint, once started."""
         return self._runtime.metrics_addr() if self._runtime is not None else None
 
-    def pause(self, task_type: Optional[str] = None) -> None:
+    def pause(self, task_type: str | None = None) -> None:
         """Stops polling (one task type, or all); running tasks go on."""
         for ex in self._select(task_type):
             ex.native.pause()
 
-    def resume(self, task_type: Optional[str] = None) -> None:
+    def resume(self, task_type: str | None = None) -> None:
         """Starts polling again after ``pause``."""
         for ex in self._select(task_type):
             ex.native.resume()
@@ -366,7 +368,7 @@ class Runner:
             raise NotRunningError("start the runner first")
         self._runtime.register_task_defs(list(defs))
 
-    def _select(self, task_type: Optional[str]) -> list[_Executor]:
+    def _select(self, task_type: str | None) -> list[_Executor]:
         chosen = [e for e in self._executors if task_type is None or e.spec.task_type == task_type]
         if task_type is not None and not chosen:
             raise LookupError(f"no worker for task type {task_type!r} in this runner")
@@ -477,7 +479,7 @@ class _AsyncDispatcher:
                 logger.exception("cannot poll for %s", self.ex.spec.task_type)
                 self._check_done()
 
-    def _got(self, asked: int, tasks: Optional[list[Task]]) -> None:
+    def _got(self, asked: int, tasks: list[Task] | None) -> None:
         self.asked -= asked
         if tasks is None:
             self.stopping = True
@@ -521,9 +523,9 @@ def _send(
     task: Task,
     status: str,
     output: Any = None,
-    reason: Optional[str] = None,
-    callback_after_seconds: Optional[int] = None,
-    logs: Optional[list[str]] = None,
+    reason: str | None = None,
+    callback_after_seconds: int | None = None,
+    logs: list[str] | None = None,
 ) -> None:
     try:
         ex.native.complete(task, status, output, reason, callback_after_seconds, logs)
@@ -651,9 +653,9 @@ def _batch_listener(listener: Callable[[Event], None]) -> Callable[[list[tuple[s
 
 
 def run(
-    workers: Optional[Iterable[WorkerLike]] = None,
+    workers: Iterable[WorkerLike] | None = None,
     *,
-    servers: Union[ServerLike, Iterable[ServerLike], None] = None,
+    servers: ServerLike | Iterable[ServerLike] | None = None,
     **options: Any,
 ) -> None:
     """Runs the workers (default: every ``@worker``) until Ctrl-C or SIGTERM, then drains.
