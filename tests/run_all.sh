@@ -111,8 +111,26 @@ contract_conductor() {
   fi
 }
 
-# Python binding tests (tests/python, pytest against the built extension) go here.
-python_binding_tests() { :; }
+# ---- Python package (bindings-python, tests/python) -------------------------------------------
+# Builds the package into .venv the way users install it (`pip install .`: maturin, release, its
+# own target dir target/maturin), lints it (ruff, mypy --strict), then runs pytest on tests/python
+# against the dev server; its real-Conductor workflow test uses the same server tier as above and
+# is skipped (and reported NOT RUN) when that tier cannot run.
+python_package_build() {
+  "$PY" -m pip install -q --disable-pip-version-check . pydantic mypy
+}
+python_package_lint() {
+  .venv/bin/ruff check bindings-python/python tests/python &&
+    .venv/bin/ruff format --check bindings-python/python tests/python &&
+    .venv/bin/mypy
+}
+python_tests() {
+  timed "python package: pip install ." python_package_build
+  timed "python package: ruff + mypy" python_package_lint
+  pytest_tier "python package tests" tests/python
+}
+python_binding_tests() { python_tests; }
+# ------------------------------------------------------------------------------------------------
 
 # Ruby tests (tests/ruby, minitest against the built gem) go here.
 ruby_tests() { :; }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import os
 import subprocess
 import sys
@@ -139,3 +140,18 @@ def test_kill_does_not_wait_for_running_tasks(dev: Dev) -> None:
     report = runner.kill()
     assert time.monotonic() - t0 < 2
     assert report.abandoned_tasks == 1
+
+
+def test_the_package_needs_nothing_beyond_the_standard_library() -> None:
+    # pydantic is used when the program has it, never imported by the package itself.
+    package = Path(conductor_worker.__file__).parent
+    for source in package.glob("*.py"):
+        for node in ast.walk(ast.parse(source.read_text())):
+            if isinstance(node, ast.Import):
+                roots = [a.name.split(".")[0] for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                roots = [node.module.split(".")[0]]
+            else:
+                continue
+            for root in roots:
+                assert root in sys.stdlib_module_names or root == "conductor_worker", (source.name, root)

@@ -23,8 +23,6 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Callable, Union
 
-from typing_extensions import Self
-
 from conductor_worker import _logging, _native
 from conductor_worker._native import Task
 from conductor_worker.context import TaskContext, _current
@@ -308,7 +306,7 @@ class Runner:
         logger.info("stopped: %s", self._report)
         return self._report
 
-    def __enter__(self) -> Self:
+    def __enter__(self) -> Runner:
         self.start()
         return self
 
