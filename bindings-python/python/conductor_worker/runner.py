@@ -403,7 +403,7 @@ class Runner:
         except InputMismatch as e:
             _fail_input(ex, task, e)
             return
-        ctx = _context(task)
+        ctx = _context(task).snapshot()
         try:
             future = ex.pool.submit(_call_in_process, spec.func, args, kwargs, ctx)
             outcome = future.result()
@@ -504,16 +504,7 @@ class _AsyncDispatcher:
 
 
 def _context(task: Task) -> TaskContext:
-    return TaskContext(
-        task_id=task.task_id,
-        workflow_instance_id=task.workflow_instance_id,
-        task_type=task.task_type,
-        retry_count=task.retry_count,
-        poll_count=task.poll_count,
-        reference_task_name=task.reference_task_name,
-        correlation_id=task.correlation_id,
-        input=task.input_data,
-    )
+    return TaskContext(task)
 
 
 def _send(
