@@ -46,6 +46,10 @@ pub struct Args {
     /// Probability of a 200 with a truncated JSON body.
     #[arg(long, value_name = "GROUP=RATE", value_parser = parse_rate)]
     pub malformed_rate: Vec<(String, f64)>,
+    /// Probability that a request is handled (an update applied) and the connection then closed
+    /// without an answer.
+    #[arg(long, value_name = "GROUP=RATE", value_parser = parse_rate)]
+    pub reset_after_rate: Vec<(String, f64)>,
     /// Start paused: accept connections, answer nothing until POST /admin/resume.
     #[arg(long)]
     pub paused: bool,
@@ -73,6 +77,7 @@ impl Args {
                 fail_rate: self.fail_rate.into_iter().collect(),
                 drop_rate: self.drop_rate.into_iter().collect(),
                 malformed_rate: self.malformed_rate.into_iter().collect(),
+                reset_after_rate: self.reset_after_rate.into_iter().collect(),
                 paused: self.paused,
                 update_v2: !self.no_update_v2,
                 update_v2_missing_status: self.update_v2_missing_status,
@@ -106,6 +111,8 @@ mod tests {
             "all=0.1",
             "--malformed-rate",
             "poll=1",
+            "--reset-after-rate",
+            "update=0.25",
             "--latency-ms",
             "7",
             "--paused",
@@ -119,6 +126,7 @@ mod tests {
         assert_eq!(c.faults.fail_rate["update"], 0.5);
         assert_eq!(c.faults.drop_rate["all"], 0.1);
         assert_eq!(c.faults.malformed_rate["poll"], 1.0);
+        assert_eq!(c.faults.reset_after_rate["update"], 0.25);
         assert_eq!(c.faults.latency_ms, 7);
         assert!(c.faults.paused && !c.faults.update_v2);
         assert_eq!(c.faults.update_v2_missing_status, 405);

@@ -69,6 +69,10 @@ pub struct Faults {
     pub drop_rate: BTreeMap<String, f64>,
     /// GROUP -> probability of a 200 whose body is truncated JSON.
     pub malformed_rate: BTreeMap<String, f64>,
+    /// GROUP -> probability that the request is handled (an update applied, a poll's tasks
+    /// handed out) and then the connection is closed without an answer: the client cannot
+    /// tell this from `drop_rate`, where nothing was applied.
+    pub reset_after_rate: BTreeMap<String, f64>,
     /// Connections are accepted but no request is answered until this is false again.
     pub paused: bool,
     /// When false, `POST /api/tasks/update-v2` answers like a server older than 3.21.12.
@@ -84,6 +88,7 @@ impl Default for Faults {
             fail_rate: BTreeMap::new(),
             drop_rate: BTreeMap::new(),
             malformed_rate: BTreeMap::new(),
+            reset_after_rate: BTreeMap::new(),
             paused: false,
             update_v2: true,
             update_v2_missing_status: 404,
@@ -107,7 +112,12 @@ pub enum FaultError {
 impl Faults {
     /// Checks group names, rates and the missing-route status.
     pub fn validate(&self) -> Result<(), FaultError> {
-        for map in [&self.fail_rate, &self.drop_rate, &self.malformed_rate] {
+        for map in [
+            &self.fail_rate,
+            &self.drop_rate,
+            &self.malformed_rate,
+            &self.reset_after_rate,
+        ] {
             for (g, r) in map {
                 if slot_of(g).is_none() {
                     return Err(FaultError::UnknownGroup(g.clone()));
@@ -147,12 +157,13 @@ impl Faults {
                     out.update_v2_missing_status =
                         serde_json::from_value(v.clone()).map_err(|e| bad(&e))?
                 }
-                "fail_rate" | "drop_rate" | "malformed_rate" => {
+                "fail_rate" | "drop_rate" | "malformed_rate" | "reset_after_rate" => {
                     let m: BTreeMap<String, f64> =
                         serde_json::from_value(v.clone()).map_err(|e| bad(&e))?;
                     let target = match k.as_str() {
                         "fail_rate" => &mut out.fail_rate,
                         "drop_rate" => &mut out.drop_rate,
+                        "reset_after_rate" => &mut out.reset_after_rate,
                         _ => &mut out.malformed_rate,
                     };
                     target.extend(m);
@@ -179,6 +190,7 @@ impl Faults {
             fail: rates(&self.fail_rate),
             drop: rates(&self.drop_rate),
             malformed: rates(&self.malformed_rate),
+            reset_after: rates(&self.reset_after_rate),
             update_v2: self.update_v2,
             missing_status: self.update_v2_missing_status,
         }
@@ -192,6 +204,7 @@ struct Compiled {
     fail: [f64; 9],
     drop: [f64; 9],
     malformed: [f64; 9],
+    reset_after: [f64; 9],
     update_v2: bool,
     missing_status: u16,
 }
@@ -217,6 +230,8 @@ pub struct Decision {
     pub drop: bool,
     pub fail: bool,
     pub malformed: bool,
+    /// Handle the request, then close the connection without answering.
+    pub reset_after: bool,
 }
 
 /// The live fault state shared by all connections.
@@ -252,7 +267,7 @@ impl FaultState {
         let c = f.compile();
         let active = c.latency_ms > 0
             || !c.update_v2
-            || [&c.fail, &c.drop, &c.malformed]
+            || [&c.fail, &c.drop, &c.malformed, &c.reset_after]
                 .iter()
                 .any(|r| r.iter().any(|x| !x.is_nan() && *x > 0.0));
         self.paused.send_replace(f.paused);
@@ -298,6 +313,7 @@ impl FaultState {
             drop: roll(rate(&c.drop, group)),
             fail: roll(rate(&c.fail, group)),
             malformed: roll(rate(&c.malformed, group)),
+            reset_after: roll(rate(&c.reset_after, group)),
         }
     }
 }
@@ -344,7 +360,7 @@ mod tests {
     fn nothing_configured_means_no_faults() {
         let st = FaultState::new(Faults::default());
         let d = st.decide(Group::Update);
-        assert!(!d.fail && !d.drop && !d.malformed && d.latency_ms == 0);
+        assert!(!d.fail && !d.drop && !d.malformed && !d.reset_after && d.latency_ms == 0);
         assert_eq!(st.update_v2(), (true, 404));
     }
 
@@ -358,6 +374,15 @@ mod tests {
         assert_eq!(m.fail_rate.get("poll"), Some(&0.2));
         assert_eq!(m.fail_rate.get("update"), Some(&0.5));
         assert_eq!(m.latency_ms, 3);
+        let r = f
+            .merge_json(&json!({"reset_after_rate": {"update": 1.0}}))
+            .unwrap();
+        assert_eq!(r.reset_after_rate.get("update"), Some(&1.0));
+        assert!(FaultState::new(r).decide(Group::Update).reset_after);
+        assert!(matches!(
+            f.merge_json(&json!({"reset_after_rate": {"update": -0.1}})),
+            Err(FaultError::BadRate { .. })
+        ));
         assert!(matches!(
             f.merge_json(&json!({"drop_rate": {"nope": 0.5}})),
             Err(FaultError::UnknownGroup(_))

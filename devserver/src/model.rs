@@ -207,6 +207,9 @@ pub struct TaskInternal {
     pub policy: RetryPolicy,
     pub logs: Vec<TaskExecLog>,
     pub history: Vec<HistoryEntry>,
+    /// A worker's terminal result was applied and answered: another terminal result for this
+    /// task is a duplicate (`updates.duplicate_results`).
+    pub result_answered: bool,
 }
 
 /// One update a task received, for `GET /admin/tasks/{id}/history`.

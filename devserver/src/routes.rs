@@ -25,6 +25,8 @@ pub struct App {
     pub store: Arc<Store>,
     pub faults: FaultState,
     pub auth: Auth,
+    /// The port, for `POST /admin/down` (set once the server listens).
+    pub net: std::sync::OnceLock<std::sync::Weak<crate::server::Net>>,
 }
 
 type S = State<Arc<App>>;
@@ -100,6 +102,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/admin/faults", get(get_faults).put(put_faults))
         .route("/admin/faults/reset", post(reset_faults))
         .route("/admin/pause", post(pause))
+        .route("/admin/down", post(down))
         .route("/admin/resume", post(resume))
         .route("/admin/tokens/expire", post(expire_tokens))
         .route("/admin/auth", put(put_auth))
@@ -421,6 +424,32 @@ async fn pause(State(app): S) -> Response {
 async fn resume(State(app): S) -> Response {
     app.faults.set_paused(false);
     json(&app.faults.get())
+}
+
+#[derive(Deserialize)]
+struct DownRequest {
+    seconds: f64,
+}
+
+/// Closes the port for `seconds` (connection refused, open connections cut), then listens
+/// again on the same port; tasks, workflows and definitions are kept. The answer is sent
+/// first: the port closes 100 ms later.
+async fn down(State(app): S, body: Bytes) -> Result<Response, ApiError> {
+    let d: DownRequest = parse_json(&body, "down request")?;
+    if !(d.seconds > 0.0 && d.seconds <= 3600.0) {
+        return Err(ApiError::BadRequest(format!(
+            "seconds must be more than 0 and at most 3600, not {}",
+            d.seconds
+        )));
+    }
+    let Some(net) = app.net.get().and_then(std::sync::Weak::upgrade) else {
+        return Err(ApiError::BadRequest("the server is shutting down".into()));
+    };
+    net.down_for(
+        std::time::Duration::from_millis(100),
+        std::time::Duration::from_secs_f64(d.seconds),
+    );
+    Ok(json(&json!({ "down_for_seconds": d.seconds })))
 }
 
 async fn expire_tokens(State(app): S) -> Response {

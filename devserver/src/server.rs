@@ -200,6 +200,10 @@ async fn handle(
             return Ok(spring_missing(code, path));
         }
     }
+    if d.reset_after {
+        inc(&stats.f_reset_after);
+        return Err(handle_then_reset(&app, &svc, endpoint, req).await);
+    }
     let resp = svc
         .call(req)
         .await
@@ -209,6 +213,42 @@ async fn handle(
         return Ok(malform(resp).await);
     }
     Ok(resp)
+}
+
+/// `reset_after_rate`: handles the request (an update is applied, a poll hands its tasks out),
+/// then drops the connection without an answer. For an update, the task is marked as not
+/// answered, so that the worker's resend is not counted as a duplicate result.
+async fn handle_then_reset(
+    app: &App,
+    svc: &TowerToHyperService<Router>,
+    endpoint: Option<Endpoint>,
+    req: Request<Incoming>,
+) -> DropConnection {
+    use hyper::service::Service;
+    #[derive(serde::Deserialize)]
+    struct TaskIdOnly {
+        #[serde(rename = "taskId")]
+        task_id: Option<String>,
+    }
+    let (parts, body) = req.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(Body::new(body), usize::MAX).await else {
+        return DropConnection;
+    };
+    let task_id = if matches!(endpoint, Some(Endpoint::Update | Endpoint::UpdateV2)) {
+        serde_json::from_slice::<TaskIdOnly>(&bytes)
+            .ok()
+            .and_then(|t| t.task_id)
+    } else {
+        None
+    };
+    let _ = svc
+        .call(Request::from_parts(parts, Body::from(bytes)))
+        .await
+        .unwrap_or_else(|e: Infallible| match e {});
+    if let Some(id) = task_id {
+        app.store.result_unanswered(&id);
+    }
+    DropConnection
 }
 
 /// A running listener: the accept loop and its connections.
@@ -270,10 +310,71 @@ async fn accept_loop(
 /// ```
 pub struct DevServer {
     app: Arc<App>,
+    net: Arc<Net>,
+    sweeper: JoinHandle<()>,
+}
+
+/// The port: listening on it, closing it, opening it again (shared with `POST /admin/down`).
+pub(crate) struct Net {
+    app: Arc<App>,
     addr: SocketAddr,
     router: Router,
     listening: AsyncMutex<Option<Listening>>,
-    sweeper: JoinHandle<()>,
+    /// Set by shutdown: a pending `/admin/down` must not open the port again.
+    shut: std::sync::atomic::AtomicBool,
+}
+
+impl Net {
+    fn spawn_listener(&self, listener: TcpListener) -> Listening {
+        let (stop, rx) = watch::channel(false);
+        let task = tokio::spawn(accept_loop(
+            listener,
+            self.app.clone(),
+            self.router.clone(),
+            rx,
+        ));
+        Listening { stop, task }
+    }
+
+    pub(crate) async fn set_listening(&self, on: bool) -> Result<(), StartError> {
+        let mut guard = self.listening.lock().await;
+        if on {
+            if guard.is_none() && !self.shut.load(std::sync::atomic::Ordering::Acquire) {
+                let listener =
+                    TcpListener::bind(self.addr)
+                        .await
+                        .map_err(|source| StartError::Bind {
+                            addr: self.addr.to_string(),
+                            source,
+                        })?;
+                *guard = Some(self.spawn_listener(listener));
+            }
+        } else if let Some(l) = guard.take() {
+            let _ = l.stop.send(true);
+            let _ = l.task.await;
+        }
+        Ok(())
+    }
+
+    /// Closes the port (after `grace`, so the caller's answer gets out), keeps it closed for
+    /// `down`, then listens again on the same port with the same state.
+    pub(crate) fn down_for(self: Arc<Self>, grace: Duration, down: Duration) {
+        tokio::spawn(async move {
+            tokio::time::sleep(grace).await;
+            let _ = self.set_listening(false).await;
+            tokio::time::sleep(down).await;
+            // The port was just released; retry a bind that races a lingering socket.
+            for _ in 0..50 {
+                match self.set_listening(true).await {
+                    Ok(()) => return,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "listening again after /admin/down");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                }
+            }
+        });
+    }
 }
 
 impl DevServer {
@@ -297,6 +398,7 @@ impl DevServer {
             store: Arc::new(Store::default()),
             faults: FaultState::new(config.faults),
             auth: Auth::new(config.auth, config.token_ttl_secs),
+            net: std::sync::OnceLock::new(),
         });
         let router = router(app.clone());
         let store = app.store.clone();
@@ -309,41 +411,31 @@ impl DevServer {
                 store.sweep();
             }
         });
-        let server = DevServer {
-            app,
+        let net = Arc::new(Net {
+            app: app.clone(),
             addr: local,
             router,
             listening: AsyncMutex::new(None),
-            sweeper,
-        };
-        *server.listening.lock().await = Some(server.spawn_listener(listener));
-        Ok(server)
-    }
-
-    fn spawn_listener(&self, listener: TcpListener) -> Listening {
-        let (stop, rx) = watch::channel(false);
-        let task = tokio::spawn(accept_loop(
-            listener,
-            self.app.clone(),
-            self.router.clone(),
-            rx,
-        ));
-        Listening { stop, task }
+            shut: std::sync::atomic::AtomicBool::new(false),
+        });
+        let _ = app.net.set(Arc::downgrade(&net));
+        *net.listening.lock().await = Some(net.spawn_listener(listener));
+        Ok(DevServer { app, net, sweeper })
     }
 
     /// The worker API base URL, `http://HOST:PORT/api`, as SDKs expect it.
     pub fn base_url(&self) -> String {
-        format!("http://{}/api", self.addr)
+        format!("http://{}/api", self.net.addr)
     }
 
     /// The server root, `http://HOST:PORT` (admin endpoints live under `/admin`).
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("http://{}", self.net.addr)
     }
 
     /// The bound address.
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.net.addr
     }
 
     /// The current faults.
@@ -385,27 +477,14 @@ impl DevServer {
     /// `false` closes the port and drops every open connection; `true` listens again on the same
     /// port. Tasks, workflows and definitions are kept either way.
     pub async fn set_listening(&self, on: bool) -> Result<(), StartError> {
-        let mut guard = self.listening.lock().await;
-        if on {
-            if guard.is_none() {
-                let listener =
-                    TcpListener::bind(self.addr)
-                        .await
-                        .map_err(|source| StartError::Bind {
-                            addr: self.addr.to_string(),
-                            source,
-                        })?;
-                *guard = Some(self.spawn_listener(listener));
-            }
-        } else if let Some(l) = guard.take() {
-            let _ = l.stop.send(true);
-            let _ = l.task.await;
-        }
-        Ok(())
+        self.net.set_listening(on).await
     }
 
     /// Stops listening, drops connections and background work.
     pub async fn shutdown(self) {
+        self.net
+            .shut
+            .store(true, std::sync::atomic::Ordering::Release);
         let _ = self.set_listening(false).await;
         self.sweeper.abort();
         // Wakes requests held by a pause so they do not outlive the server.
@@ -416,7 +495,12 @@ impl DevServer {
 impl Drop for DevServer {
     fn drop(&mut self) {
         self.sweeper.abort();
-        if let Some(l) = self.listening.get_mut().take() {
+        self.net
+            .shut
+            .store(true, std::sync::atomic::Ordering::Release);
+        if let Ok(mut guard) = self.net.listening.try_lock()
+            && let Some(l) = guard.take()
+        {
             let _ = l.stop.send(true);
         }
     }

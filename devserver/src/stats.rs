@@ -69,6 +69,13 @@ pub struct TaskStats {
     pub in_progress: u64,
     /// Task ids waiting in queues now (delayed re-queues not included until due).
     pub queued: u64,
+    /// Times a task was handed to a worker (by a poll or as update-v2's next task).
+    #[serde(default)]
+    pub deliveries: u64,
+    /// Deliveries of a task that had been handed out before (after `IN_PROGRESS`, a callback,
+    /// or a worker handing it back): the times a worker may rightly run the same task again.
+    #[serde(default)]
+    pub redelivered: u64,
 }
 
 /// Update outcomes.
@@ -84,6 +91,11 @@ pub struct UpdateStats {
     pub lease_extensions: u64,
     /// Updates with status IN_PROGRESS (call me back later).
     pub in_progress: u64,
+    /// Terminal results for a task whose terminal result the server had already applied AND
+    /// answered: the worker was told it was delivered and sent it again (a result resent after
+    /// an unanswered update, e.g. `reset_after_rate`, does not count).
+    #[serde(default)]
+    pub duplicate_results: u64,
 }
 
 /// Faults actually injected.
@@ -93,6 +105,9 @@ pub struct FaultStats {
     pub fail: u64,
     pub drop: u64,
     pub malformed: u64,
+    /// Requests handled whose answer was withheld (`reset_after_rate`).
+    #[serde(default)]
+    pub reset_after: u64,
 }
 
 /// The live counters.
@@ -111,10 +126,14 @@ pub struct Counters {
     pub unknown_task: AtomicU64,
     pub lease_extensions: AtomicU64,
     pub update_in_progress: AtomicU64,
+    pub duplicate_results: AtomicU64,
+    pub deliveries: AtomicU64,
+    pub redelivered: AtomicU64,
     pub f_latency: AtomicU64,
     pub f_fail: AtomicU64,
     pub f_drop: AtomicU64,
     pub f_malformed: AtomicU64,
+    pub f_reset_after: AtomicU64,
 }
 
 /// Adds one to a counter.
@@ -144,6 +163,8 @@ impl Counters {
                 timed_out: g(&self.timed_out),
                 in_progress: self.in_progress.load(Relaxed).max(0) as u64,
                 queued,
+                deliveries: g(&self.deliveries),
+                redelivered: g(&self.redelivered),
             },
             updates: UpdateStats {
                 accepted: g(&self.accepted),
@@ -151,12 +172,14 @@ impl Counters {
                 unknown_task: g(&self.unknown_task),
                 lease_extensions: g(&self.lease_extensions),
                 in_progress: g(&self.update_in_progress),
+                duplicate_results: g(&self.duplicate_results),
             },
             faults_injected: FaultStats {
                 latency: g(&self.f_latency),
                 fail: g(&self.f_fail),
                 drop: g(&self.f_drop),
                 malformed: g(&self.f_malformed),
+                reset_after: g(&self.f_reset_after),
             },
         }
     }
@@ -174,10 +197,14 @@ impl Counters {
             &self.unknown_task,
             &self.lease_extensions,
             &self.update_in_progress,
+            &self.duplicate_results,
+            &self.deliveries,
+            &self.redelivered,
             &self.f_latency,
             &self.f_fail,
             &self.f_drop,
             &self.f_malformed,
+            &self.f_reset_after,
         ]) {
             c.store(0, Relaxed);
         }

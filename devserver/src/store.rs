@@ -861,6 +861,10 @@ impl Store {
             }
             t.status = TaskStatus::InProgress;
             t.poll_count += 1;
+            inc(&self.stats.deliveries);
+            if t.poll_count > 1 {
+                inc(&self.stats.redelivered);
+            }
             t.worker_id = worker.map(str::to_string);
             if t.start_time == 0 {
                 t.start_time = now;
@@ -991,6 +995,21 @@ impl Store {
             let status_name = r.status.map_or("", |s| s.as_str()).to_string();
             if t.status.is_terminal() || wf_terminal {
                 inc(&self.stats.terminal_task);
+                let terminal_result = matches!(
+                    r.status,
+                    Some(
+                        TaskStatus::Completed
+                            | TaskStatus::Failed
+                            | TaskStatus::FailedWithTerminalError
+                    )
+                );
+                if terminal_result && !r.extend_lease {
+                    if t.internal.result_answered {
+                        inc(&self.stats.duplicate_results);
+                    }
+                    // Answered now (unless this answer is withheld too).
+                    t.internal.result_answered = true;
+                }
                 t.internal.history.push(HistoryEntry {
                     status: status_name,
                     at_ms: now,
@@ -1087,6 +1106,7 @@ impl Store {
             } else {
                 t.status = status;
                 t.end_time = now;
+                t.internal.result_answered = true;
                 if t.internal.in_queue {
                     t.internal.in_queue = false;
                     actions.push(Action::Unqueue {
@@ -1107,6 +1127,14 @@ impl Store {
         };
         self.run(actions);
         Ok(out)
+    }
+
+    /// The answer to the last update of `task_id` was withheld (`reset_after_rate`): the worker
+    /// does not know its result arrived, so sending it again is not a duplicate.
+    pub fn result_unanswered(&self, task_id: &str) {
+        if let Some(r) = self.lookup(task_id) {
+            lock(&r.wf).tasks[r.idx].internal.result_answered = false;
+        }
     }
 
     /// Times out IN_PROGRESS tasks whose response timeout has passed; returns how many.

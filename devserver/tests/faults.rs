@@ -249,7 +249,7 @@ async fn admin_faults_merge_validate_and_reset() {
     assert_eq!(
         f,
         json!({"latency_ms": 0, "fail_rate": {}, "drop_rate": {}, "malformed_rate": {},
-               "paused": false, "update_v2": true, "update_v2_missing_status": 404})
+               "reset_after_rate": {}, "paused": false, "update_v2": true, "update_v2_missing_status": 404})
     );
     for patch in [
         json!({"fail_rate": {"update": 0.5}}),
@@ -464,4 +464,192 @@ fn cli_prints_one_line_serves_and_stops_on_sigterm() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+async fn put_faults(env: &common::Env, body: Value) {
+    let r = env
+        .client
+        .put(format!("{}/admin/faults", env.root))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+}
+
+#[tokio::test]
+async fn admin_down_closes_the_port_for_n_seconds_and_keeps_the_queues() {
+    let env = start().await;
+    env.enqueue(json!({"taskType": "down", "count": 3})).await;
+    let t = env.poll_one("down").await;
+    let r = env
+        .client
+        .post(format!("{}/admin/down", env.root))
+        .json(&json!({"seconds": 1.5}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap()["down_for_seconds"], 1.5);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let err = common::client()
+        .get(format!("{}/health", env.root))
+        .send()
+        .await
+        .unwrap_err();
+    assert!(err.is_connect(), "the port should be closed: {err:?}");
+    // Back on the same port within the time asked for (plus the bind), same state.
+    let back = Instant::now();
+    loop {
+        if common::client()
+            .get(format!("{}/health", env.root))
+            .send()
+            .await
+            .is_ok()
+        {
+            break;
+        }
+        assert!(back.elapsed() < Duration::from_secs(5), "never came back");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        back.elapsed() > Duration::from_millis(700),
+        "came back too early"
+    );
+    assert_eq!(env.queue_size("down").await, 2);
+    assert_eq!(env.task(&t["taskId"]).await["status"], "IN_PROGRESS");
+    assert_eq!(env.update(&t, "COMPLETED", json!({})).await.status(), 200);
+    for bad in [json!({"seconds": 0}), json!({"seconds": -1}), json!({})] {
+        let r = env
+            .client
+            .post(format!("{}/admin/down", env.root))
+            .json(&bad)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{bad}");
+    }
+}
+
+#[tokio::test]
+async fn admin_down_does_not_reopen_a_server_that_was_shut_down() {
+    let env = start().await;
+    let r = env
+        .client
+        .post(format!("{}/admin/down", env.root))
+        .json(&json!({"seconds": 0.3}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let root = env.root.clone();
+    env.server.shutdown().await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(
+        common::client()
+            .get(format!("{root}/health"))
+            .send()
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test]
+async fn reset_after_applies_the_update_then_drops_the_connection() {
+    let env = start().await;
+    env.enqueue(json!({"taskType": "ra", "count": 2})).await;
+    put_faults(&env, json!({"reset_after_rate": {"update": 1.0}})).await;
+    let t = env.poll_one("ra").await;
+    // v1 update: applied, no answer.
+    let body = json!({"taskId": t["taskId"], "workflowInstanceId": t["workflowInstanceId"],
+                      "status": "COMPLETED"});
+    let err = env
+        .client
+        .post(format!("{}/tasks", env.api))
+        .json(&body)
+        .send()
+        .await
+        .unwrap_err();
+    assert!(!err.is_timeout(), "{err:?}");
+    assert_eq!(env.task(&t["taskId"]).await["status"], "COMPLETED");
+    let s = env.server.stats();
+    assert_eq!(s.faults_injected.reset_after, 1);
+    assert_eq!(s.tasks.completed, 1);
+    put_faults(&env, json!({"reset_after_rate": {"update": 0.0}})).await;
+    // The worker could not know: its resend is not a duplicate...
+    assert_eq!(env.update(&t, "COMPLETED", json!({})).await.status(), 200);
+    let s = env.server.stats();
+    assert_eq!(
+        (s.updates.terminal_task, s.updates.duplicate_results),
+        (1, 0)
+    );
+    // ...but once it has been answered, another one is.
+    assert_eq!(env.update(&t, "COMPLETED", json!({})).await.status(), 200);
+    assert_eq!(env.server.stats().updates.duplicate_results, 1);
+
+    // update-v2: the result is applied and the next task handed out, but never seen.
+    put_faults(&env, json!({"reset_after_rate": {"update": 1.0}})).await;
+    env.enqueue(json!({"taskType": "ra"})).await;
+    let t2 = env.poll_one("ra").await;
+    let body = json!({"taskId": t2["taskId"], "workflowInstanceId": t2["workflowInstanceId"],
+                      "status": "COMPLETED"});
+    assert!(
+        env.client
+            .post(format!("{}/tasks/update-v2", env.api))
+            .json(&body)
+            .send()
+            .await
+            .is_err()
+    );
+    assert_eq!(env.task(&t2["taskId"]).await["status"], "COMPLETED");
+    let s = env.server.stats();
+    assert_eq!(
+        s.tasks.in_progress, 1,
+        "the next task went out with the lost answer"
+    );
+    assert_eq!(s.faults_injected.reset_after, 2);
+}
+
+#[tokio::test]
+async fn drop_before_the_update_leaves_the_task_untouched() {
+    let env = start().await;
+    env.enqueue(json!({"taskType": "db"})).await;
+    put_faults(&env, json!({"drop_rate": {"update": 1.0}})).await;
+    let t = env.poll_one("db").await;
+    let body = json!({"taskId": t["taskId"], "workflowInstanceId": t["workflowInstanceId"],
+                      "status": "COMPLETED"});
+    assert!(
+        env.client
+            .post(format!("{}/tasks", env.api))
+            .json(&body)
+            .send()
+            .await
+            .is_err()
+    );
+    assert_eq!(env.task(&t["taskId"]).await["status"], "IN_PROGRESS");
+    assert_eq!(env.server.stats().tasks.completed, 0);
+}
+
+#[tokio::test]
+async fn deliveries_and_redeliveries_are_counted() {
+    let env = start().await;
+    env.enqueue(json!({"taskType": "rd", "count": 2})).await;
+    let a = env.poll_one("rd").await;
+    let b = env.poll_one("rd").await;
+    assert_eq!(
+        env.update(&a, "IN_PROGRESS", json!({"callbackAfterSeconds": 0}))
+            .await
+            .status(),
+        200
+    );
+    let again = env.poll_one("rd").await;
+    assert_eq!(again["taskId"], a["taskId"]);
+    assert_eq!(again["pollCount"], 2);
+    env.update(&again, "COMPLETED", json!({})).await;
+    env.update(&b, "COMPLETED", json!({})).await;
+    let s = env.server.stats();
+    assert_eq!((s.tasks.deliveries, s.tasks.redelivered), (3, 1));
+    assert_eq!(s.updates.duplicate_results, 0);
+    env.server.reset_stats();
+    assert_eq!(env.server.stats().tasks.deliveries, 0);
 }
