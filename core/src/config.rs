@@ -348,7 +348,10 @@ impl WorkerOptions {
     }
 
     /// Applies the environment overrides (see the module docs for names and precedence).
+    /// An invalid value is an error naming the variable that set it.
     pub fn apply_env(&mut self, env: &dyn Env) -> Result<()> {
+        // The variable each option was read from, so that `validate` can name it.
+        let mut sources: Vec<(&str, String)> = Vec::new();
         let lookup = |names: &[&str]| -> Option<(String, String)> {
             for prop in names {
                 let upper_type = env_token(&self.task_type);
@@ -377,18 +380,22 @@ impl WorkerOptions {
         };
         if let Some((key, v)) = lookup(&["poll_interval", "poll_interval_millis"]) {
             self.poll_interval = parse_millis(&key, &v)?;
+            sources.push(("poll_interval", key));
         }
         if let Some((key, v)) = lookup(&["poll_timeout"]) {
             self.poll_timeout = parse_millis(&key, &v)?;
+            sources.push(("poll_timeout", key));
         }
         if let Some((key, v)) = lookup(&["thread_count", "concurrency"]) {
             self.concurrency = parse_number(&key, &v)?;
+            sources.push(("concurrency", key));
         }
         if let Some((_, v)) = lookup(&["domain"]) {
             self.domain = Some(v.trim().to_owned()).filter(|d| !d.is_empty());
         }
-        if let Some((_, v)) = lookup(&["worker_id"]) {
+        if let Some((key, v)) = lookup(&["worker_id"]) {
             self.worker_id = v;
+            sources.push(("worker_id", key));
         }
         if let Some((key, v)) = lookup(&["paused"]) {
             self.paused = parse_bool(&key, &v)?;
@@ -404,12 +411,21 @@ impl WorkerOptions {
                 self.task_def = None;
             }
         }
-        self.validate()
+        self.validate_named(&|prop| {
+            let option = format!("worker {:?} option {prop}", self.task_type);
+            match sources.iter().find(|(p, _)| *p == prop) {
+                Some((_, key)) => format!("{key} ({option})"),
+                None => option,
+            }
+        })
     }
 
     /// Checks the values; the error names the option and the value.
     pub fn validate(&self) -> Result<()> {
-        let name = |prop: &str| format!("worker {:?} option {prop}", self.task_type);
+        self.validate_named(&|prop| format!("worker {:?} option {prop}", self.task_type))
+    }
+
+    fn validate_named(&self, name: &dyn Fn(&str) -> String) -> Result<()> {
         if self.task_type.trim().is_empty() {
             return Err(Error::config(
                 "task_type",
@@ -615,7 +631,15 @@ impl RuntimeOptions {
             options.breaker_reset = Duration::from_secs(secs as u64);
         }
         if let Some(path) = env.get("CONDUCTOR_CA_BUNDLE") {
-            options.ca_bundle = Some(PathBuf::from(path));
+            // Checked here so that a wrong path is an error naming the variable, at start-up.
+            let bad = |reason: String| Error::config("CONDUCTOR_CA_BUNDLE", &path, reason);
+            let pem = std::fs::read(path.trim()).map_err(|e| bad(e.to_string()))?;
+            let certs =
+                reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| bad(e.to_string()))?;
+            if certs.is_empty() {
+                return Err(bad("the file holds no PEM certificate".into()));
+            }
+            options.ca_bundle = Some(PathBuf::from(path.trim()));
         }
         Ok(options)
     }

@@ -672,3 +672,90 @@ mod tests {
         assert_eq!(path_segment("greet-v2.x"), "greet-v2.x");
     }
 }
+
+/// Property test (fuzzing) of the batch-poll decoder: any mix of good tasks, tasks with
+/// wrong-typed fields, deep nesting and items without an id. Every task with a readable id comes
+/// out exactly once, as a task or as undecodable, in order; nothing panics. `PROPTEST_CASES`
+/// sets the number of cases (tests/fuzz.sh runs many).
+#[cfg(test)]
+mod decode_props {
+    use super::decode_tasks;
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone)]
+    enum Item {
+        Good(String),
+        WrongType(String),
+        Deep(String, usize),
+        NoId,
+    }
+
+    fn item() -> impl Strategy<Value = Item> {
+        let id = "[a-z0-9]{1,8}";
+        prop_oneof![
+            4 => id.prop_map(Item::Good),
+            1 => id.prop_map(Item::WrongType),
+            // Beyond serde_json's recursion limit (128).
+            1 => (id, 200usize..3000).prop_map(|(i, d)| Item::Deep(i, d)),
+            1 => Just(Item::NoId),
+        ]
+    }
+
+    fn render(item: &Item) -> String {
+        match item {
+            Item::Good(id) => {
+                format!(
+                    r#"{{"taskId":"{id}","workflowInstanceId":"wf","inputData":{{"a":[1,2]}}}}"#
+                )
+            }
+            Item::WrongType(id) => {
+                format!(r#"{{"taskId":"{id}","workflowInstanceId":"wf","retryCount":"x"}}"#)
+            }
+            Item::Deep(id, depth) => format!(
+                r#"{{"taskId":"{id}","workflowInstanceId":"wf","inputData":{{"x":{}{}}}}}"#,
+                "[".repeat(*depth),
+                "]".repeat(*depth)
+            ),
+            Item::NoId => r#"{"inputData":{}}"#.to_string(),
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn every_task_with_an_id_comes_out_once(items in prop::collection::vec(item(), 0..12)) {
+            let body = format!(
+                "[{}]",
+                items.iter().map(render).collect::<Vec<_>>().join(",")
+            );
+            let polled = decode_tasks(body.as_bytes()).unwrap();
+            let good: Vec<&str> = items
+                .iter()
+                .filter_map(|i| match i {
+                    Item::Good(id) => Some(id.as_str()),
+                    _ => None,
+                })
+                .collect();
+            let bad: Vec<&str> = items
+                .iter()
+                .filter_map(|i| match i {
+                    Item::WrongType(id) | Item::Deep(id, _) => Some(id.as_str()),
+                    _ => None,
+                })
+                .collect();
+            let got_good: Vec<&str> = polled
+                .tasks
+                .iter()
+                .map(|t| t.task_id.as_str())
+                .filter(|id| good.contains(id))
+                .collect();
+            let got_bad: Vec<&str> = polled.undecodable.iter().map(|u| u.task_id.as_str()).collect();
+            prop_assert_eq!(got_good, good);
+            prop_assert_eq!(got_bad, bad);
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+            let _ = decode_tasks(&bytes);
+        }
+    }
+}

@@ -1,0 +1,219 @@
+//! Every setting the core reads, given an invalid value, is an error that names the setting (the
+//! variable a user would have to fix) and shows the value. Never a panic, never a default.
+
+use std::time::Duration;
+
+use conductor_worker::config::{MapEnv, ServerConfig};
+use conductor_worker::{Error, Runtime, RuntimeOptions, WorkerOptions};
+
+fn env(pairs: &[(&str, &str)]) -> MapEnv {
+    MapEnv(
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    )
+}
+
+fn assert_names(err: &Error, setting: &str, value: &str) {
+    let text = err.to_string();
+    assert!(
+        matches!(err, Error::Config { .. }),
+        "{setting}={value:?}: not a configuration error: {text}"
+    );
+    assert!(
+        text.contains(setting),
+        "{setting}={value:?}: the error does not name the setting: {text}"
+    );
+    assert!(
+        text.contains(value.trim()),
+        "{setting}={value:?}: the error does not show the value: {text}"
+    );
+}
+
+fn runtime_err(pairs: &[(&str, &str)]) -> Error {
+    let mut all = vec![("CONDUCTOR_SERVER_URL", "http://127.0.0.1:1/api")];
+    all.extend_from_slice(pairs);
+    match RuntimeOptions::from_env(&env(&all)) {
+        Ok(o) => panic!("{pairs:?} was accepted: {o:?}"),
+        Err(e) => e,
+    }
+}
+
+#[test]
+fn every_runtime_variable_with_an_invalid_value_is_named() {
+    for (key, value) in [
+        ("CONDUCTOR_WORKER_METRICS_PORT", "http"),
+        ("CONDUCTOR_WORKER_METRICS_PORT", "70000"),
+        ("CONDUCTOR_WORKER_METRICS_PORT", "-1"),
+        ("CONDUCTOR_BREAKER_FAILURES", "0"),
+        ("CONDUCTOR_BREAKER_FAILURES", "three"),
+        ("CONDUCTOR_BREAKER_FAILURES", "99999999999"),
+        ("CONDUCTOR_BREAKER_RESET_SECONDS", "soon"),
+        ("CONDUCTOR_BREAKER_RESET_SECONDS", "-5"),
+        ("CONDUCTOR_CA_BUNDLE", "/nonexistent/ca.pem"),
+    ] {
+        assert_names(&runtime_err(&[(key, value)]), key, value);
+    }
+}
+
+#[test]
+fn a_ca_bundle_without_certificates_is_named() {
+    let dir = std::env::temp_dir().join(format!("cw-ca-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (name, content) in [
+        ("empty.pem", "".to_string()),
+        ("text.pem", "not a certificate\n".to_string()),
+        (
+            "broken.pem",
+            "-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----\n".to_string(),
+        ),
+    ] {
+        let path = dir.join(name);
+        std::fs::write(&path, content).unwrap();
+        let path = path.to_string_lossy().into_owned();
+        assert_names(
+            &runtime_err(&[("CONDUCTOR_CA_BUNDLE", &path)]),
+            "CONDUCTOR_CA_BUNDLE",
+            &path,
+        );
+    }
+    // A directory is not a bundle either.
+    let d = dir.to_string_lossy().into_owned();
+    assert_names(
+        &runtime_err(&[("CONDUCTOR_CA_BUNDLE", &d)]),
+        "CONDUCTOR_CA_BUNDLE",
+        &d,
+    );
+}
+
+#[test]
+fn malformed_server_urls_are_named() {
+    for url in [
+        "localhost:8080/api",
+        "ftp://example.com/api",
+        "http://",
+        "http://:8080/api",
+        "http://exa mple.com/api",
+        "http://example.com:99999/api",
+        "https://[::1/api",
+        "http://a/api,,http://b/api",
+    ] {
+        let err = ServerConfig::from_env(&env(&[("CONDUCTOR_SERVER_URL", url)])).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("CONDUCTOR_SERVER_URL"), "{url}: {text}");
+        assert!(matches!(err, Error::Config { .. }), "{url}: {text}");
+    }
+    // Credentials in the URL are refused, and the refusal does not repeat them.
+    let err = ServerConfig::from_env(&env(&[(
+        "CONDUCTOR_SERVER_URL",
+        "https://user:pa55word@example.com/api",
+    )]))
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("CONDUCTOR_SERVER_URL"), "{err}");
+    assert!(!err.contains("pa55word"), "the password leaked: {err}");
+}
+
+#[test]
+fn mismatched_credential_lists_name_all_three_and_show_no_secret() {
+    for (keys, secrets) in [("k1", "s3cr3t-a,s3cr3t-b"), ("k1,k2", ""), ("", "s3cr3t-a")] {
+        let err = ServerConfig::from_env(&env(&[
+            ("CONDUCTOR_SERVER_URL", "https://a/api,https://b/api"),
+            ("CONDUCTOR_AUTH_KEY", keys),
+            ("CONDUCTOR_AUTH_SECRET", secrets),
+        ]))
+        .unwrap_err()
+        .to_string();
+        for name in [
+            "CONDUCTOR_SERVER_URL",
+            "CONDUCTOR_AUTH_KEY",
+            "CONDUCTOR_AUTH_SECRET",
+        ] {
+            assert!(err.contains(name), "{err}");
+        }
+        assert!(!err.contains("s3cr3t"), "a secret leaked: {err}");
+    }
+}
+
+/// Each worker property, in each of the four spellings, with values that do not parse or are
+/// out of range. The error names the exact variable.
+#[test]
+fn every_worker_property_with_an_invalid_value_is_named() {
+    let props: [(&str, &[&str]); 10] = [
+        ("poll_interval", &["soon", "-1", "1.5", "99999999999"]),
+        ("poll_interval_millis", &["often"]),
+        ("poll_timeout", &["x", "60000", "-3"]),
+        ("thread_count", &["many", "0", "-3", "1000000"]),
+        ("concurrency", &["lots", "0"]),
+        ("paused", &["maybe", "2"]),
+        ("lease_extend", &["perhaps"]),
+        ("lease_extend_enabled", &["nah"]),
+        ("register_task_def", &["sometimes"]),
+        ("worker_id", &["   "]),
+    ];
+    for (prop, values) in props {
+        let upper = prop.to_ascii_uppercase();
+        for key in [
+            format!("conductor.worker.greet-v2.{prop}"),
+            format!("CONDUCTOR_WORKER_GREET_V2_{upper}"),
+            format!("conductor.worker.all.{prop}"),
+            format!("CONDUCTOR_WORKER_ALL_{upper}"),
+        ] {
+            for value in values {
+                let mut options = WorkerOptions::new("greet-v2");
+                let err = options
+                    .apply_env(&env(&[(&key, value)]))
+                    .expect_err(&format!("{key}={value:?} was accepted"));
+                let text = err.to_string();
+                assert!(text.contains(&key), "{key}={value:?}: {text}");
+                if !value.trim().is_empty() {
+                    assert!(text.contains(value), "{key}={value:?}: {text}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn options_set_in_code_are_named_too() {
+    for (options, needle) in [
+        (WorkerOptions::new("t").concurrency(0), "concurrency"),
+        (
+            WorkerOptions::new("t").poll_timeout(Duration::from_secs(6)),
+            "poll_timeout",
+        ),
+        (
+            WorkerOptions::new("t").poll_interval(Duration::from_secs(7200)),
+            "poll_interval",
+        ),
+        (WorkerOptions::new("t").worker_id(""), "worker_id"),
+        (WorkerOptions::new(""), "task_type"),
+        (WorkerOptions::new("a/b"), "task_type"),
+    ] {
+        let err = options.validate().unwrap_err().to_string();
+        assert!(err.contains(needle), "{err}");
+    }
+}
+
+/// A runtime refuses a worker with an invalid setting at `add_worker`, naming it, and keeps
+/// running the others.
+#[tokio::test]
+async fn the_runtime_rejects_an_invalid_worker_and_keeps_the_rest() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let runtime = Runtime::new(RuntimeOptions::new(vec![
+        ServerConfig::new("http://127.0.0.1:1/api").unwrap(),
+    ]))
+    .unwrap();
+    let err = runtime
+        .add_worker(WorkerOptions::new("ok").concurrency(0))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("concurrency"), "{err}");
+    runtime.add_worker(WorkerOptions::new("ok")).unwrap();
+    let err = runtime
+        .add_worker(WorkerOptions::new("ok"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("already registered"), "{err}");
+}
