@@ -167,10 +167,7 @@ impl PyRuntime {
                 .collect::<PyResult<_>>()?;
         }
         if let Some(journal) = journal {
-            options.journal = match journal.trim() {
-                "" | "off" | "false" | "none" => JournalConfig::Disabled,
-                path => JournalConfig::File(path.into()),
-            };
+            options.journal = JournalConfig::parse(&journal);
         }
         if metrics_port.is_some() {
             options.metrics_port = metrics_port;
@@ -334,14 +331,8 @@ impl PyRuntime {
 /// A task definition from a dict in the server's own field names, on top of the defaults of
 /// [`TaskDef::new`].
 fn task_def(name: &str, dict: &Bound<'_, PyAny>) -> PyResult<TaskDef> {
-    let mut value =
-        serde_json::to_value(TaskDef::new(name)).map_err(|e| errors::internal(e.to_string()))?;
     let given = crate::json::object_from_py(dict, "register")?;
-    if let Some(base) = value.as_object_mut() {
-        base.extend(given);
-    }
-    serde_json::from_value(value)
-        .map_err(|e| PyValueError::new_err(format!("task definition for {name:?}: {e}")))
+    TaskDef::with_fields(name, given).map_err(errors::to_py)
 }
 
 fn report_dict(py: Python<'_>, report: StopReport) -> PyResult<Bound<'_, PyDict>> {

@@ -354,6 +354,38 @@ impl TaskDef {
             extra: JsonObject::new(),
         }
     }
+
+    /// [`TaskDef::new`] with `fields` (in the server's own camelCase names) laid over its
+    /// defaults: how the bindings read a definition given as a dict or hash. The error names
+    /// the task type and the field that did not fit.
+    ///
+    /// ```
+    /// # use conductor_worker::TaskDef;
+    /// let fields = serde_json::json!({"retryCount": 5, "concurrentExecLimit": 2});
+    /// let def = TaskDef::with_fields("resize", fields.as_object().unwrap().clone()).unwrap();
+    /// assert_eq!((def.retry_count, def.response_timeout_seconds), (5, 60));
+    /// assert!(TaskDef::with_fields("resize", serde_json::json!({"retryCount": "x"})
+    ///     .as_object().unwrap().clone()).is_err());
+    /// ```
+    pub fn with_fields(name: &str, fields: JsonObject) -> crate::Result<Self> {
+        let given: String = serde_json::Value::Object(fields.clone())
+            .to_string()
+            .chars()
+            .take(200)
+            .collect();
+        let invalid = |e: serde_json::Error| {
+            crate::Error::config(
+                format!("task definition for {name:?}"),
+                &given,
+                e.to_string(),
+            )
+        };
+        let mut value = serde_json::to_value(Self::new(name)).map_err(invalid)?;
+        if let Some(base) = value.as_object_mut() {
+            base.extend(fields);
+        }
+        serde_json::from_value(value).map_err(invalid)
+    }
 }
 
 /// The error body the server sends with 4xx/5xx answers (`ErrorResponse`).

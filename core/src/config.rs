@@ -523,8 +523,7 @@ impl JournalConfig {
     /// `~/.local/state/conductor-worker/journal.jsonl`.
     pub fn from_env(env: &dyn Env) -> Self {
         match env.get("CONDUCTOR_WORKER_JOURNAL") {
-            Some(v) if matches!(v.trim(), "off" | "false" | "0" | "none" | "") => Self::Disabled,
-            Some(v) => Self::File(PathBuf::from(v.trim())),
+            Some(v) => Self::parse(&v),
             None => {
                 let state = env
                     .get("XDG_STATE_HOME")
@@ -536,6 +535,23 @@ impl JournalConfig {
                     .unwrap_or_else(std::env::temp_dir);
                 Self::File(state.join("conductor-worker").join("journal.jsonl"))
             }
+        }
+    }
+}
+
+impl JournalConfig {
+    /// A path, or `off` (also `false`, `0`, `none` or empty) for no journal: the values
+    /// `CONDUCTOR_WORKER_JOURNAL` and the bindings' `journal` option take.
+    ///
+    /// ```
+    /// # use conductor_worker::JournalConfig;
+    /// assert_eq!(JournalConfig::parse(" off "), JournalConfig::Disabled);
+    /// assert_eq!(JournalConfig::parse("/var/lib/j.jsonl"), JournalConfig::File("/var/lib/j.jsonl".into()));
+    /// ```
+    pub fn parse(value: &str) -> Self {
+        match value.trim() {
+            "off" | "false" | "0" | "none" | "" => Self::Disabled,
+            path => Self::File(PathBuf::from(path)),
         }
     }
 }

@@ -532,7 +532,9 @@ impl Cancel {
         self.inner.0.store(false, Ordering::Release);
     }
 
-    async fn cancelled(&self) {
+    /// Resolves once [`cancel`](Self::cancel) was called: for a host binding that races its
+    /// own interrupt against a wait.
+    pub async fn cancelled(&self) {
         loop {
             let notified = self.inner.1.notified();
             tokio::pin!(notified);

@@ -123,6 +123,144 @@ pub enum Event {
     },
 }
 
+/// One field of an [`Event`] in a form every host language has: what the bindings hand to
+/// Python and Ruby listeners.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EventField {
+    /// Text.
+    Str(String),
+    /// A count or a server index.
+    Int(u64),
+    /// Seconds.
+    Float(f64),
+    /// A flag.
+    Bool(bool),
+}
+
+impl Event {
+    /// The event's name in snake case (`"poll_completed"`), as host-language listeners see it.
+    ///
+    /// ```
+    /// use conductor_worker::telemetry::{Event, EventField};
+    /// let event = Event::PollLoopRestarted {
+    ///     task_type: "greet".into(),
+    ///     server: conductor_worker::ServerId(0),
+    ///     reason: "stalled".into(),
+    /// };
+    /// assert_eq!(event.kind(), "poll_loop_restarted");
+    /// assert_eq!(event.fields()[0], ("task_type", EventField::Str("greet".into())));
+    /// ```
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Event::PollStarted { .. } => "poll_started",
+            Event::PollCompleted { .. } => "poll_completed",
+            Event::PollFailed { .. } => "poll_failed",
+            Event::ExecutionStarted { .. } => "execution_started",
+            Event::ExecutionCompleted { .. } => "execution_completed",
+            Event::ExecutionFailed { .. } => "execution_failed",
+            Event::UpdateDelivered { .. } => "update_delivered",
+            Event::UpdateFailed { .. } => "update_failed",
+            Event::WorkerStateChanged { .. } => "worker_state_changed",
+            Event::CircuitStateChanged { .. } => "circuit_state_changed",
+            Event::PollLoopRestarted { .. } => "poll_loop_restarted",
+        }
+    }
+
+    /// The event's fields by name; durations in seconds, servers by index.
+    pub fn fields(&self) -> Vec<(&'static str, EventField)> {
+        use EventField::{Bool, Float, Int, Str};
+        let tt = |t: &str| ("task_type", Str(t.to_owned()));
+        let id = |t: &str| ("task_id", Str(t.to_owned()));
+        let server = |s: &ServerId| ("server", Int(s.0 as u64));
+        let secs = |d: &Duration| ("duration", Float(d.as_secs_f64()));
+        match self {
+            Event::PollStarted {
+                task_type,
+                server: s,
+                count,
+            } => vec![tt(task_type), server(s), ("count", Int(*count as u64))],
+            Event::PollCompleted {
+                task_type,
+                server: s,
+                received,
+                duration,
+            } => vec![
+                tt(task_type),
+                server(s),
+                ("received", Int(*received as u64)),
+                secs(duration),
+            ],
+            Event::PollFailed {
+                task_type,
+                server: s,
+                error,
+            } => vec![tt(task_type), server(s), ("error", Str(error.clone()))],
+            Event::ExecutionStarted {
+                task_type,
+                task_id,
+                server: s,
+            } => vec![tt(task_type), id(task_id), server(s)],
+            Event::ExecutionCompleted {
+                task_type,
+                task_id,
+                duration,
+            } => vec![tt(task_type), id(task_id), secs(duration)],
+            Event::ExecutionFailed {
+                task_type,
+                task_id,
+                reason,
+                duration,
+            } => vec![
+                tt(task_type),
+                id(task_id),
+                ("reason", Str(reason.clone())),
+                secs(duration),
+            ],
+            Event::UpdateDelivered {
+                task_type,
+                task_id,
+                server: s,
+                attempts,
+            } => vec![
+                tt(task_type),
+                id(task_id),
+                server(s),
+                ("attempts", Int(u64::from(*attempts))),
+            ],
+            Event::UpdateFailed {
+                task_type,
+                task_id,
+                server: s,
+                error,
+                will_retry,
+            } => vec![
+                tt(task_type),
+                id(task_id),
+                server(s),
+                ("error", Str(error.clone())),
+                ("will_retry", Bool(*will_retry)),
+            ],
+            Event::WorkerStateChanged { task_type, state } => {
+                vec![tt(task_type), ("state", Str(state.as_str().to_owned()))]
+            }
+            Event::CircuitStateChanged {
+                server: s,
+                url,
+                state,
+            } => vec![
+                server(s),
+                ("url", Str(url.clone())),
+                ("state", Str(state.as_str().to_owned())),
+            ],
+            Event::PollLoopRestarted {
+                task_type,
+                server: s,
+                reason,
+            } => vec![tt(task_type), server(s), ("reason", Str(reason.clone()))],
+        }
+    }
+}
+
 /// A listener: called on the runtime's event thread, one event at a time, in order.
 pub type Listener = Arc<dyn Fn(&Event) + Send + Sync>;
 

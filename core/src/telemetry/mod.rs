@@ -4,7 +4,9 @@
 
 pub(crate) mod endpoint;
 mod events;
+#[cfg(feature = "host-log")]
+pub mod host_log;
 pub mod metrics;
 
 pub(crate) use events::EventBus;
-pub use events::{Event, Listener};
+pub use events::{Event, EventField, Listener};
