@@ -1,0 +1,31 @@
+# frozen_string_literal: true
+
+# Workers for Conductor workflows: pass a block (or a class) per task type and run them.
+# The polling, routing, lease extension and result delivery happen in a Rust core; Ruby code
+# runs only while it executes a task.
+#
+#   require "conductor_worker"
+#
+#   ConductorWorker.worker("greet", threads: 10) do |input, task|
+#     { greeting: "hello #{input["name"]}" }
+#   end
+#
+#   ConductorWorker.run
+module ConductorWorker; end
+
+require "etc"
+require_relative "conductor_worker/version"
+require_relative "conductor_worker/errors"
+begin
+  require_relative "conductor_worker/conductor_worker_ruby"
+rescue LoadError
+  # Installed gems may keep the extension only in their extensions directory.
+  require "conductor_worker/conductor_worker_ruby"
+end
+require_relative "conductor_worker/task"
+require_relative "conductor_worker/definition"
+require_relative "conductor_worker/execution"
+require_relative "conductor_worker/fiber_scheduler"
+require_relative "conductor_worker/executors"
+require_relative "conductor_worker/log_forwarding"
+require_relative "conductor_worker/runner"

@@ -1,0 +1,219 @@
+# frozen_string_literal: true
+
+module ConductorWorker
+  # Runs workers: one core runtime (servers, polling, result delivery) and the executors of
+  # each worker. ConductorWorker.run is this plus signal handling.
+  #
+  #   runner = ConductorWorker::Runner.new(servers: ["http://localhost:8080/api"])
+  #   runner.start
+  #   ...
+  #   runner.stop(timeout: 30)   # running tasks finish, results are delivered
+  #
+  # Or with a block, stopped when the block returns:
+  #
+  #   ConductorWorker::Runner.open { |runner| wait_for_something }
+  class Runner
+    # +servers+: URLs, or Hashes with +url:+, +key_id:+, +key_secret:+ (default: from
+    # CONDUCTOR_SERVER_URL, CONDUCTOR_AUTH_KEY, CONDUCTOR_AUTH_SECRET). +workers+: the
+    # definitions to run (default: every worker defined so far). +journal+: a path or "off".
+    def initialize(servers: nil, workers: nil, journal: nil, metrics_port: nil, request_timeout: nil,
+                   breaker_failures: nil, breaker_reset: nil)
+      @definitions = (workers || ConductorWorker.definitions).map { |w| definition_of(w) }
+      raise ArgumentError, "no workers to run: define some with ConductorWorker.worker first" if @definitions.empty?
+
+      @native = Native::Runtime.new(server_specs(servers), journal&.to_s, metrics_port, request_timeout&.to_f,
+                                    breaker_failures, breaker_reset&.to_f)
+      @workers = @definitions.to_h do |d|
+        o = d.core_options
+        native = @native.add_worker(d.task_type, d.executors, o[:poll_interval]&.to_f, o[:poll_timeout]&.to_f,
+                                    o[:domain], o[:worker_id], o[:lease_extend], o[:paused], o[:register])
+        [d.task_type, native]
+      end
+      @listeners = []
+      @state = :new
+      @lock = Mutex.new
+    end
+
+    # Starts with a block: yields the runner and stops it when the block ends.
+    def self.open(**options)
+      runner = new(**options).start
+      return runner unless block_given?
+
+      begin
+        yield runner
+      ensure
+        runner.stop
+      end
+    end
+
+    # The servers, as URLs.
+    def servers = @native.servers
+
+    # Starts polling and the executors; returns self.
+    def start
+      @lock.synchronize do
+        raise Error, "this runner was already started" unless @state == :new
+
+        LogForwarding.start
+        start_events unless @listeners.empty?
+        @native.start
+        @executors = @definitions.map { |d| Executors.for(d, @workers.fetch(d.task_type)) }
+        @executors.each(&:start)
+        @state = :running
+      end
+      self
+    end
+
+    def running? = @state == :running
+
+    # Drains: polling stops, running tasks get +timeout+ seconds to finish and their results
+    # are delivered (or journalled). Returns the core's report (+abandoned_tasks+,
+    # +journalled_results+, +returned_tasks+).
+    def stop(timeout: 30)
+      deadline = Process.clock_gettime(Process::CLOCK_MONOTONIC) + timeout
+      report = @native.stop(timeout.to_f)
+      join(Executors.left(deadline)) || kill_executors
+      @state = :stopped
+      @events_thread&.kill
+      report
+    end
+
+    # Stops at once: running tasks are abandoned (the server hands them out again).
+    def kill
+      report = @native.kill
+      kill_executors
+      @state = :stopped
+      report
+    end
+
+    # Waits until every executor has ended (after stop, or when the workers stop); true if
+    # they did within +timeout+ seconds (nil: no limit).
+    def join(timeout = nil)
+      return true unless @executors
+
+      deadline = timeout && (Process.clock_gettime(Process::CLOCK_MONOTONIC) + timeout)
+      @executors.all? { |e| e.join(deadline) }
+    end
+
+    # One Hash per worker: state, last successful poll, errors, running and buffered tasks.
+    def health = @native.health
+
+    def healthy? = @native.healthy?
+
+    # Results handed back but not yet accepted by their server.
+    def pending_results = @native.pending_results
+
+    # The Prometheus text of the core's metrics.
+    def metrics_text = @native.metrics_text
+
+    # [host, port] of the metrics and health endpoint (with +metrics_port:+), once started.
+    def metrics_addr = @native.metrics_addr
+
+    def pause(task_type) = worker(task_type).pause
+
+    def resume(task_type) = worker(task_type).resume
+
+    # Registers task definitions (Hashes in the server's field names, with "name").
+    def register_task_defs(definitions) = @native.register_task_defs(definitions)
+
+    # Calls the block with (kind, fields) for every runtime event, on a thread of its own:
+    # :poll_completed, :execution_failed, :update_delivered, :circuit_state_changed, ...
+    # Register before start.
+    def on_event(&block)
+      raise ArgumentError, "on_event needs a block" unless block
+      raise Error, "register event listeners before start" unless @state == :new
+
+      @listeners << block
+      self
+    end
+
+    def inspect
+      "#<#{self.class} state=#{@state} servers=#{servers.inspect} workers=#{@workers.keys.inspect}>"
+    end
+
+    private
+
+    def worker(task_type)
+      @workers.fetch(task_type) { raise ArgumentError, "no worker for task type #{task_type.inspect}" }
+    end
+
+    def kill_executors
+      @executors&.each(&:kill)
+    end
+
+    def definition_of(worker)
+      case worker
+      when Definition then worker
+      when Class
+        worker.instance_variable_get(:@conductor_definition) or
+          raise ArgumentError, "#{worker} has no task_type: include ConductorWorker::Worker and call task_type"
+      else raise ArgumentError, "workers: expected definitions or worker classes, not #{worker.inspect}"
+      end
+    end
+
+    def server_specs(servers)
+      return nil if servers.nil?
+
+      Array(servers).map do |s|
+        case s
+        when String then [s, nil, nil]
+        when Hash
+          s = s.transform_keys(&:to_sym)
+          [s.fetch(:url) { raise ArgumentError, "server #{s.inspect} has no :url" }, s[:key_id], s[:key_secret]]
+        else raise ArgumentError, "servers: expected URLs or Hashes with :url, not #{s.class}"
+        end
+      end
+    end
+
+    def start_events
+      @native.listen
+      listeners = @listeners.dup.freeze
+      @events_thread = Thread.new do
+        Thread.current.name = "cw-events"
+        loop do
+          @native.next_events(1024, 1.0).each do |kind, fields|
+            listeners.each do |listener|
+              listener.call(kind, fields)
+            rescue StandardError => e
+              ConductorWorker.logger.error("an event listener raised #{e.class}: #{e.message}")
+            end
+          end
+        end
+      end
+    end
+  end
+
+  class << self
+    # Runs the defined workers until INT or TERM, then drains (a second INT kills).
+    # Options are Runner's, plus +timeout:+ for the drain.
+    #
+    #   ConductorWorker.worker("greet") { |input, _| { greeting: "hello #{input["name"]}" } }
+    #   ConductorWorker.run
+    def run(timeout: 30, **options)
+      runner = Runner.new(**options)
+      signals = Thread::Queue.new
+      previous = %w[INT TERM].to_h { |sig| [sig, trap(sig) { signals << sig }] }
+      runner.start
+      wait_and_drain(runner, signals, timeout)
+    ensure
+      previous&.each { |sig, handler| trap(sig, handler || "DEFAULT") }
+    end
+
+    private
+
+    def wait_and_drain(runner, signals, timeout)
+      signal = signals.pop
+      logger.info("#{signal}: draining (send INT again to stop at once)")
+      stopper = Thread.new { runner.stop(timeout: timeout) }
+      until stopper.join(0.1)
+        next if signals.empty?
+
+        logger.warn("#{signals.pop}: stopping at once")
+        runner.kill
+        stopper.kill
+        return nil
+      end
+      stopper.value
+    end
+  end
+end
