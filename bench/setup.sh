@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Builds and installs everything the worker programs of bench/workers/ need; idempotent.
+#   - release builds: the dev server, the load generator and the Rust worker program;
+#   - .venv: our Python package (pip install . at the root) and matplotlib for the chart;
+#   - bench/.venv-peer: conductor-python 2.0.0 from PyPI, in a venv of its own.
+# The Ruby worker program runs when the gem loads (installed, or bindings-ruby/lib with the
+# extension built by the Ruby binding's own build); this script does not build it.
+# Usage: bench/setup.sh            (BENCH_SKIP_PIP=1 skips reinstalling our Python package)
+set -euo pipefail
+cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.."
+
+step() { printf '==> %s\n' "$*" >&2; }
+
+step "release builds: conductor-devserver, conductor-loadgen, bench_worker"
+cargo build --release --quiet -p conductor-devserver --bins
+cargo build --release --quiet -p conductor-worker --example bench_worker
+
+if [ ! -x .venv/bin/python ]; then
+  step "creating .venv"
+  python3 -m venv .venv
+fi
+if [ "${BENCH_SKIP_PIP:-0}" != 1 ] || ! .venv/bin/python -c 'import conductor_worker' 2>/dev/null; then
+  step "pip install . (our Python package; builds the Rust extension)"
+  .venv/bin/python -m pip install -q --disable-pip-version-check .
+fi
+if ! .venv/bin/python -c 'import matplotlib' 2>/dev/null; then
+  step "pip install matplotlib"
+  .venv/bin/python -m pip install -q --disable-pip-version-check matplotlib
+fi
+
+if ! bench/.venv-peer/bin/python -c 'import conductor.client' 2>/dev/null; then
+  step "bench/.venv-peer: conductor-python 2.0.0"
+  python3 -m venv bench/.venv-peer
+  bench/.venv-peer/bin/python -m pip install -q --disable-pip-version-check conductor-python==2.0.0
+fi
+step "ready: $(bench/.venv-peer/bin/python -m pip show conductor-python 2>/dev/null | sed -n 's/^Version: /conductor-python /p')"
