@@ -14,6 +14,7 @@
 module ConductorWorker; end
 
 require "etc"
+require "time" # Time#iso8601: how a Time in a task output is sent
 require_relative "conductor_worker/version"
 require_relative "conductor_worker/errors"
 begin

@@ -7,8 +7,9 @@ use magnus::value::ReprValue;
 use magnus::{Error, Float, Integer, IntoValue, RArray, RHash, RString, Ruby, Symbol, Value};
 use serde_json::{Map, Number, Value as Json};
 
-/// Deeper output is almost certainly a cycle (a hash that contains itself).
-const MAX_DEPTH: usize = 512;
+/// Deeper output is almost certainly a cycle (a hash that contains itself); it is also as deep
+/// as the core accepts from a server (serde_json's limit), and shallow enough for a thread's stack.
+const MAX_DEPTH: usize = 128;
 
 /// A JSON value as Ruby objects: objects become Hashes with String keys (Symbols with
 /// `symbolize_keys`), integers Integer, other numbers Float.

@@ -56,7 +56,11 @@ class DevServer
       response = http.request(req)
       raise "#{method.upcase} #{path}: #{response.code} #{response.body}" unless response.code.start_with?("2")
 
-      response.body.nil? || response.body.empty? ? nil : JSON.parse(response.body, quirks_mode: true)
+      body = response.body
+      next nil if body.nil? || body.empty?
+
+      # Starting a workflow answers its id as plain text.
+      response.content_type == "application/json" ? JSON.parse(body) : body
     end
   end
 

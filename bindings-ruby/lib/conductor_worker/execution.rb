@@ -23,6 +23,11 @@ module ConductorWorker
         [:failed, e]
       end
       deliver(native, task, outcome)
+    rescue StandardError => e
+      # One task must never end its executor. Whatever was not handed over is failed by the
+      # task object when it is collected, so the server hands the task out again.
+      warn "conductor_worker: the result of task #{task.task_id} (#{task.task_type}) could not be handed " \
+           "to the core: #{e.class}: #{e.message}"
     ensure
       ConductorWorker.current_task = nil
     end
@@ -66,7 +71,7 @@ module ConductorWorker
 
     def complete(native, task, output)
       native.complete(task, "COMPLETED", output, nil, nil, nil)
-    rescue TypeError, EncodingError => e
+    rescue TypeError, EncodingError, SystemStackError => e
       # The output has no JSON form: nothing was sent, so the task is failed instead.
       native.complete(task, "FAILED_WITH_TERMINAL_ERROR", nil,
                       "the output of #{task.task_type} cannot be sent as JSON: #{e.message}", nil, nil)
