@@ -537,7 +537,9 @@ pub struct Undecodable {
 
 /// Decodes a batch poll's answer. The whole list is decoded in one go; only when that fails is
 /// it split into raw items (which takes any depth without recursion) and each decoded on its
-/// own, so that one bad task fails alone.
+/// own, so that one bad task fails alone. A body that is not valid UTF-8 is split after a lossy
+/// conversion, and the items that held the invalid bytes are undecodable (never decoded with
+/// replacement characters in their input).
 fn decode_tasks(body: &[u8]) -> std::result::Result<Polled, serde_json::Error> {
     if let Ok(tasks) = serde_json::from_slice::<Vec<Task>>(body) {
         return Ok(Polled {
@@ -545,6 +547,14 @@ fn decode_tasks(body: &[u8]) -> std::result::Result<Polled, serde_json::Error> {
             undecodable: Vec::new(),
         });
     }
+    let lossy;
+    let (text, invalid_utf8) = match std::str::from_utf8(body) {
+        Ok(text) => (text, false),
+        Err(_) => {
+            lossy = String::from_utf8_lossy(body);
+            (lossy.as_ref(), true)
+        }
+    };
     #[derive(serde::Deserialize)]
     #[serde(rename_all = "camelCase")]
     struct Ids {
@@ -552,16 +562,21 @@ fn decode_tasks(body: &[u8]) -> std::result::Result<Polled, serde_json::Error> {
         #[serde(default)]
         workflow_instance_id: String,
     }
-    let items: Vec<&serde_json::value::RawValue> = serde_json::from_slice(body)?;
+    let items: Vec<&serde_json::value::RawValue> = serde_json::from_str(text)?;
     let mut polled = Polled::default();
     for item in items {
-        match serde_json::from_str::<Task>(item.get()) {
+        let decoded = if invalid_utf8 && item.get().contains('\u{FFFD}') {
+            Err("the task's JSON is not valid UTF-8".to_owned())
+        } else {
+            serde_json::from_str::<Task>(item.get()).map_err(|e| e.to_string())
+        };
+        match decoded {
             Ok(task) => polled.tasks.push(task),
             Err(e) => match serde_json::from_str::<Ids>(item.get()) {
                 Ok(ids) => polled.undecodable.push(Undecodable {
                     task_id: ids.task_id,
                     workflow_instance_id: ids.workflow_instance_id,
-                    error: e.to_string(),
+                    error: e,
                 }),
                 // Not even an id: nothing can be done for it but say so.
                 Err(_) => {
@@ -664,6 +679,21 @@ mod tests {
             decode_tasks(b"[{\"taskId\": tru").is_err(),
             "a truncated body fails the poll"
         );
+    }
+
+    #[test]
+    fn a_task_with_invalid_utf8_fails_alone() {
+        let mut body = r#"[{"taskId":"ok-1","inputData":{"s":"café"}},"#.as_bytes().to_vec();
+        body.extend_from_slice(br#"{"taskId":"bad","workflowInstanceId":"wf","inputData":{"s":""#);
+        body.extend_from_slice(b"\xff\xfe\x80");
+        body.extend_from_slice(br#""}},{"taskId":"ok-2"}]"#);
+        let polled = decode_tasks(&body).unwrap();
+        let ids: Vec<&str> = polled.tasks.iter().map(|t| t.task_id.as_str()).collect();
+        assert_eq!(ids, ["ok-1", "ok-2"]);
+        assert_eq!(polled.tasks[0].input_data["s"], "café");
+        assert_eq!(polled.undecodable.len(), 1);
+        assert_eq!(polled.undecodable[0].task_id, "bad");
+        assert!(polled.undecodable[0].error.contains("UTF-8"));
     }
 
     #[test]
