@@ -184,16 +184,18 @@ module ConductorWorker
   end
 
   class << self
-    # Runs the defined workers until INT or TERM, then drains (a second INT kills).
-    # Options are Runner's, plus +timeout:+ for the drain.
+    # Runs the defined workers until INT or TERM, then drains (a second INT kills); returns
+    # the drain's report. Options are Runner's, plus +timeout:+ for the drain. A block is
+    # called with the runner once it has started.
     #
     #   ConductorWorker.worker("greet") { |input, _| { greeting: "hello #{input["name"]}" } }
-    #   ConductorWorker.run
+    #   ConductorWorker.run { puts "ready" }
     def run(timeout: 30, **options)
       runner = Runner.new(**options)
       signals = Thread::Queue.new
       previous = %w[INT TERM].to_h { |sig| [sig, trap(sig) { signals << sig }] }
       runner.start
+      yield runner if block_given?
       wait_and_drain(runner, signals, timeout)
     ensure
       previous&.each { |sig, handler| trap(sig, handler || "DEFAULT") }
