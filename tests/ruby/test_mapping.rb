@@ -57,13 +57,13 @@ class TestMapping < Minitest::Test
     assert_equal type, klass.task_type
   end
 
-  def test_a_value_that_is_not_a_hash_becomes_result
+  def test_nil_is_an_empty_output_and_any_other_value_becomes_result
     type = unique("plain")
     ConductorWorker.worker(type) { |input, _| input["v"] }
     run_workers do
       wfs = dev.run_tasks(type, [{ v: 42 }, { v: "s" }, { v: [1, 2] }, { v: nil }])
       outputs = wfs.map { |wf| dev.task_of(wf)["outputData"] }
-      assert_equal [{ "result" => 42 }, { "result" => "s" }, { "result" => [1, 2] }, { "result" => nil }], outputs
+      assert_equal [{ "result" => 42 }, { "result" => "s" }, { "result" => [1, 2] }, {}], outputs
     end
   end
 

@@ -64,6 +64,8 @@ module ConductorWorker
         native.complete(task, "FAILED_WITH_TERMINAL_ERROR", nil, message, nil, nil)
       in Hash
         complete(native, task, outcome)
+      in nil
+        complete(native, task, nil)
       else
         complete(native, task, { "result" => outcome })
       end
