@@ -5,7 +5,7 @@
 use std::mem::ManuallyDrop;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use conductor_worker::{ClaimedTask, TaskResult};
+use conductor_worker::{ClaimedTask, TaskResult, WorkerState};
 use magnus::{Error, RHash, Ruby};
 use tokio::runtime::Handle;
 
@@ -29,7 +29,9 @@ impl Drop for RbTask {
             // A forked child must not touch the parent's runtime objects.
             return;
         }
-        if !self.done.load(Ordering::Acquire) {
+        // After `kill` the runtime takes no more results: the server hands the task out again
+        // after its response timeout, and there is nothing to say.
+        if !self.done.load(Ordering::Acquire) && self.worker.state() != WorkerState::Stopped {
             let _guard = self.handle.enter();
             let _ = self.worker.complete(TaskResult::failed(
                 &self.task.task_id,

@@ -59,6 +59,23 @@ class TestExecution < Minitest::Test
     end
   end
 
+  def test_a_task_dropped_without_a_result_is_failed_so_the_server_hands_it_out_again
+    type = unique("dropped")
+    runtime = ConductorWorker::Native::Runtime.new([[dev.api, nil, nil]], "off", nil, nil, nil, nil)
+    worker = runtime.add_worker(type, 1, nil, 0.2, nil, nil, nil, nil, nil)
+    runtime.start
+    wf = dev.run_tasks(type, [{ a: 1 }]).first
+    Thread.new { worker.next_tasks(1, 10).size }.join # the task object is garbage once the thread ends
+    task = wait_for(10, "the dropped task failed") do
+      GC.start
+      t = dev.workflow(wf)["tasks"].first
+      t if t["status"] == "FAILED"
+    end
+    assert_match(/dropped by the Ruby process without a result/, task["reasonForIncompletion"])
+  ensure
+    runtime&.stop(1.0)
+  end
+
   def test_interrupt_ends_waits_with_nil
     with_waiting_native_worker do |worker|
       waiter = Thread.new { worker.next_tasks(1, nil) }
