@@ -18,14 +18,14 @@ import hashlib
 import signal
 import sys
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from conductor_worker import Runner, worker
 
 # Set from the command line before the runner starts; process pools fork, so their children
 # see the same values.
-_SLEEP_S = 0.0
-_ROUNDS = 0
+_WORK = {"sleep_s": 0.0, "rounds": 0}
 
 
 def hash_rounds(rounds: int) -> str:
@@ -42,12 +42,12 @@ def noop() -> dict[str, Any]:
 
 
 def sleep_blocking() -> dict[str, Any]:
-    time.sleep(_SLEEP_S)
+    time.sleep(_WORK["sleep_s"])
     return {}
 
 
 def cpu() -> dict[str, Any]:
-    return {"digest": hash_rounds(_ROUNDS)}
+    return {"digest": hash_rounds(int(_WORK["rounds"]))}
 
 
 async def noop_async() -> dict[str, Any]:
@@ -55,12 +55,12 @@ async def noop_async() -> dict[str, Any]:
 
 
 async def sleep_async() -> dict[str, Any]:
-    await asyncio.sleep(_SLEEP_S)
+    await asyncio.sleep(_WORK["sleep_s"])
     return {}
 
 
 async def cpu_async() -> dict[str, Any]:
-    return {"digest": hash_rounds(_ROUNDS)}
+    return {"digest": hash_rounds(int(_WORK["rounds"]))}
 
 
 def work_arg(value: str) -> tuple[str, int]:
@@ -95,11 +95,10 @@ def parse(argv: list[str]) -> argparse.Namespace:
 
 
 def main(argv: list[str]) -> int:
-    global _SLEEP_S, _ROUNDS
     args = parse(argv)
     kind, n = args.work
-    _SLEEP_S = n / 1000.0 if kind == "sleep" else 0.0
-    _ROUNDS = n if kind == "cpu" else 0
+    _WORK["sleep_s"] = n / 1000.0 if kind == "sleep" else 0.0
+    _WORK["rounds"] = n if kind == "cpu" else 0
     funcs: dict[str, tuple[Callable[..., Any], Callable[..., Any]]] = {
         "noop": (noop, noop_async),
         "sleep": (sleep_blocking, sleep_async),
