@@ -135,6 +135,19 @@ python_binding_tests() { python_tests; }
 # Ruby tests (tests/ruby, minitest against the built gem) go here.
 ruby_tests() { :; }
 
+# ---- reliability (tests/robustness, tests/faults) ------------------------------------------------
+# Bad input from a crafted server and secrets in Python's logs (Rust worker program + Python
+# package), then the fault matrix: every scenario for the Rust, Python and Ruby worker programs
+# (bench/workers/README.md) against dev servers with fault injection, 1,000 tasks each, runs in
+# parallel (~3-5 min); it writes tests/faults/results.md. Ruby rows say "not run: <why>" when
+# the Ruby worker cannot load.
+reliability_build() { cargo build --release -p conductor-devserver --example bench_worker -p conductor-worker; }
+reliability_tests() {
+  timed "reliability: release builds" reliability_build
+  pytest_tier "bad input and secrets" tests/robustness
+  pytest_tier "fault matrix" tests/faults
+}
+
 print_summary() {
   step "summary"
   printf '%s\n' "${SUMMARY[@]}"
@@ -151,6 +164,7 @@ contract_devserver
 contract_conductor
 python_binding_tests
 ruby_tests
+reliability_tests
 print_summary
 echo "total $(($(now) - t_start)) s"
 
