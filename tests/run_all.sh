@@ -132,8 +132,40 @@ python_tests() {
 python_binding_tests() { python_tests; }
 # ------------------------------------------------------------------------------------------------
 
-# Ruby tests (tests/ruby, minitest against the built gem) go here.
-ruby_tests() { :; }
+# ---- Ruby gem (bindings-ruby, tests/ruby) ------------------------------------------------------
+# Builds the gem and installs it the way users do (`gem build`, `gem install --local`: extconf.rb
+# runs cargo; CARGO_TARGET_DIR=target/ruby keeps the build between runs), then runs minitest on
+# tests/ruby against the installed gem. Its real-Conductor workflow test runs against a server
+# started here when the real-server tier can run, and reports NOT RUN otherwise.
+ruby_gem_install() {
+  rm -f conductor-worker-*.gem
+  gem build bindings-ruby/conductor-worker.gemspec &&
+    CARGO_TARGET_DIR="$PWD/target/ruby" gem install --local --no-document conductor-worker-*.gem
+}
+ruby_tier() {
+  step "ruby gem tests"
+  local t0 rc=0 log="$LOG_DIR/ruby.log" real_url=""
+  t0=$(now)
+  if [ -z "$REAL_NOT_RUN" ]; then
+    real_url=$("$PY" tests/tools/conductor_server.py start 2>"$LOG_DIR/ruby-real.log" | tail -1) || real_url=""
+  fi
+  (cd /tmp && CONDUCTOR_WORKER_INSTALLED=1 CONDUCTOR_SERVER_URL_FOR_TESTS="$real_url" \
+    ruby -w -e 'ARGV.each { |f| require f }' "$OLDPWD"/tests/ruby/test_*.rb) 2>&1 | tee "$log" || rc=$?
+  [ -z "$real_url" ] || "$PY" tests/tools/conductor_server.py stop >/dev/null 2>&1 || true
+  local line
+  line=$(grep -E '^[0-9]+ runs, ' "$log" | tail -1 || true)
+  line=${line:-no minitest summary line}
+  if [ "$rc" -eq 0 ]; then
+    record "ruby gem tests" $(($(now) - t0)) "ok: $line"
+  else
+    record "ruby gem tests" $(($(now) - t0)) "FAILED (exit $rc): $line"
+    FAILED=1
+  fi
+}
+ruby_tests() {
+  timed "ruby gem: gem build + install" ruby_gem_install
+  ruby_tier
+}
 
 # ---- reliability (tests/robustness, tests/faults) ------------------------------------------------
 # Bad input from a crafted server and secrets in Python's logs (Rust worker program + Python

@@ -230,6 +230,17 @@ class TestConfigAndTelemetry < Minitest::Test
     server&.stop
   end
 
+  def test_the_installed_gem_holds_no_build_tree
+    skip "runs against the installed gem (CONDUCTOR_WORKER_INSTALLED=1)" unless ENV["CONDUCTOR_WORKER_INSTALLED"] == "1"
+
+    spec = Gem::Specification.find_by_name("conductor-worker")
+    assert_equal spec.gem_dir, File.expand_path("../../..", $LOADED_FEATURES.grep(%r{/conductor_worker\.rb\z}).first)
+    files = Dir.glob(File.join(spec.gem_dir, "**", "*"), File::FNM_DOTMATCH)
+    refute(files.any? { |f| f.include?("cargo-target") || f.end_with?(".rlib") }, "no cargo build output in the gem")
+    megabytes = files.select { |f| File.file?(f) }.sum { |f| File.size(f) } / 1_048_576.0
+    assert_operator megabytes, :<, 20, "the installed gem is #{megabytes.round(1)} MB"
+  end
+
   def test_a_workflow_on_a_real_conductor_server
     url = ENV.fetch("CONDUCTOR_SERVER_URL_FOR_TESTS", nil)
     skip "real Conductor server tier NOT RUN: CONDUCTOR_SERVER_URL_FOR_TESTS is not set" if url.nil?

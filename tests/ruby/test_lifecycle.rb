@@ -81,6 +81,35 @@ class TestLifecycle < Minitest::Test
     assert_operator Process.clock_gettime(Process::CLOCK_MONOTONIC) - t0, :<, 5, "the second INT did not wait for the 30 s task"
   end
 
+  def test_ctrl_c_ends_a_main_thread_waiting_for_tasks_promptly
+    script = <<~RUBY
+      $stdout.sync = true
+      trap("INT", "DEFAULT")
+      require "conductor_worker"
+      runtime = ConductorWorker::Native::Runtime.new([[#{dev.api.inspect}, nil, nil]], "off", nil, nil, nil, nil)
+      worker = runtime.add_worker("never_#{SecureRandom.hex(4)}", 1, nil, nil, nil, nil, nil, nil, nil)
+      runtime.start
+      puts "waiting"
+      begin
+        worker.next_tasks(1, nil)
+      rescue Interrupt
+        puts "interrupted"
+      end
+    RUBY
+    out_r, out_w = IO.pipe
+    args = [RbConfig.ruby]
+    args += ["-I", LIB] unless ENV["CONDUCTOR_WORKER_INSTALLED"] == "1"
+    pid = Process.spawn(*args, "-e", script, out: out_w, err: File::NULL)
+    out_w.close
+    wait_line(out_r, "waiting")
+    sleep 0.3
+    t0 = Process.clock_gettime(Process::CLOCK_MONOTONIC)
+    Process.kill("INT", pid)
+    assert_equal "interrupted\n", wait_line(out_r, "interrupted", within: 5)
+    assert_operator Process.clock_gettime(Process::CLOCK_MONOTONIC) - t0, :<, 1
+    Process.wait(pid)
+  end
+
   def test_runner_stop_lets_running_tasks_finish_and_reports
     type = unique("stop")
     started = Queue.new

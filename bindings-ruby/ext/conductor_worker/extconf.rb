@@ -31,10 +31,14 @@ File.write("Makefile", <<~MAKE)
   $(DLLIB):
   \tRUBY=$(RUBY) cargo build --locked --release --manifest-path $(ROOT)/Cargo.toml -p conductor-worker-ruby --target-dir $(TARGET_DIR)
   \tcp $(TARGET_DIR)/release/#{source} $(DLLIB)
+  \t# The release profile keeps line tables for backtraces in development; a gem needs none.
+  \tif command -v strip >/dev/null 2>&1; then strip -S $(DLLIB); fi
 
   install: $(DLLIB)
   \tmkdir -p $(DESTDIR)$(sitearchdir)/conductor_worker
   \tcp $(DLLIB) $(DESTDIR)$(sitearchdir)/conductor_worker/$(DLLIB)
+  \t# RubyGems copies the installed library into the gem's lib/; the build copy is not needed.
+  \trm -f $(DLLIB)
   #{shared_target ? "" : "\trm -rf $(TARGET_DIR)"}
 
   clean:
