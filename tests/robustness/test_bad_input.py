@@ -131,9 +131,9 @@ PY_BODIES = [
 ]
 
 PY_EXPECTED: dict[str, tuple[str, str]] = {
-    "py-nan": (TERMINAL_FAIL, "NaN"),
-    "py-inf": (TERMINAL_FAIL, "Infinity"),
-    "py-ninf": (TERMINAL_FAIL, "Infinity"),
+    "py-nan": (TERMINAL_FAIL, "is NaN, which JSON cannot represent"),
+    "py-inf": (TERMINAL_FAIL, "is inf, which JSON cannot represent"),
+    "py-ninf": (TERMINAL_FAIL, "is -inf, which JSON cannot represent"),
     "py-object": (TERMINAL_FAIL, "serialis"),
     "py-misfit": (TERMINAL_FAIL, "'n'"),
     "py-after": ("COMPLETED", ""),
@@ -173,4 +173,7 @@ def test_bad_input_fails_only_its_task_and_the_worker_goes_on(runtime: str, tmp_
     assert code == 0, f"exit {code}: {worker.stderr()}"
     log = (tmp_path / "worker.log").read_text(errors="replace")
     assert "panicked" not in log, log[-2000:]
-    assert "taskId" in log or "without a readable taskId" in log, "the task without an id went unreported"
+    if runtime == "python":
+        # The core's error reaches Python's logging (the last-resort handler prints it); the Rust
+        # worker program installs no log subscriber, so it has nothing to say here.
+        assert "without a readable taskId" in log, "the task without an id went unreported"
