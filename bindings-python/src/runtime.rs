@@ -1,12 +1,11 @@
-//! The process's tokio runtime (rebuilt after `fork`) and the `Runtime` class: servers,
+//! The process's tokio runtime and the fork check, and the `Runtime` class: servers,
 //! workers and their lifecycle.
 
 use std::future::Future;
-use std::mem::ManuallyDrop;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use conductor_worker::config::{JournalConfig, ProcessEnv};
+use conductor_worker::host::{ProcessBound, process_runtime};
 use conductor_worker::runtime::StopReport;
 use conductor_worker::{Credentials, RuntimeOptions, ServerConfig, TaskDef, WorkerOptions};
 use pyo3::exceptions::PyValueError;
@@ -20,41 +19,9 @@ use crate::worker::{PyWorker, health_dict};
 /// How often a thread waiting in Rust comes back to let Python run signal handlers (Ctrl-C).
 pub(crate) const SIGNAL_SLICE: Duration = Duration::from_millis(200);
 
-struct ProcessRuntime {
-    pid: u32,
-    runtime: Arc<tokio::runtime::Runtime>,
-}
-
-static RUNTIME: Mutex<Option<ProcessRuntime>> = Mutex::new(None);
-
-/// The tokio runtime of this process, created on first use. In a child after `fork` the
-/// parent's runtime has no threads left: a new one is built and the old one is leaked, since
-/// dropping it would try to join threads that do not exist in this process.
+/// The tokio runtime of this process (rebuilt in a forked child).
 pub(crate) fn handle() -> PyResult<Handle> {
-    let pid = std::process::id();
-    let mut slot = RUNTIME.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(current) = slot.as_ref() {
-        if current.pid == pid {
-            return Ok(current.runtime.handle().clone());
-        }
-        if let Some(inherited) = slot.take() {
-            std::mem::forget(inherited);
-        }
-    }
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(2)
-        .clamp(1, 4);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(threads)
-        .thread_name("conductor-worker-tokio")
-        .enable_all()
-        .build()
-        .map_err(|e| errors::internal(format!("cannot start the tokio runtime: {e}")))?;
-    let runtime = Arc::new(runtime);
-    let handle = runtime.handle().clone();
-    *slot = Some(ProcessRuntime { pid, runtime });
-    Ok(handle)
+    process_runtime().map_err(|e| errors::internal(format!("cannot start the tokio runtime: {e}")))
 }
 
 /// Runs `future` on the runtime and waits for it with the GIL released, coming back every
@@ -94,14 +61,13 @@ where
     }
 }
 
-pub(crate) fn fork_check(pid: u32, what: &str) -> PyResult<()> {
-    if pid == std::process::id() {
-        return Ok(());
-    }
-    Err(errors::internal(format!(
-        "this {what} was created in process {pid} and cannot be used after fork(): \
-         create a new Runner in the child process"
-    )))
+pub(crate) fn fork_check<T>(bound: &ProcessBound<T>, what: &str) -> PyResult<()> {
+    bound.check().map(|_| ()).map_err(|pid| {
+        errors::internal(format!(
+            "this {what} was created in process {pid} and cannot be used after fork(): \
+             create a new Runner in the child process"
+        ))
+    })
 }
 
 fn seconds(name: &str, value: f64) -> PyResult<Duration> {
@@ -115,20 +81,8 @@ fn seconds(name: &str, value: f64) -> PyResult<Duration> {
 /// The worker runtime: servers, workers, start/stop, health and metrics.
 #[pyclass(frozen, name = "Runtime", module = "conductor_worker._native")]
 pub(crate) struct PyRuntime {
-    inner: ManuallyDrop<conductor_worker::Runtime>,
+    inner: ProcessBound<conductor_worker::Runtime>,
     handle: Handle,
-    pid: u32,
-}
-
-impl Drop for PyRuntime {
-    fn drop(&mut self) {
-        // In a forked child the runtime's tasks and timers belong to a runtime that has no
-        // threads here; dropping them can hang or panic.
-        if self.pid == std::process::id() {
-            // SAFETY: dropped exactly once, here, and never used again.
-            unsafe { ManuallyDrop::drop(&mut self.inner) };
-        }
-    }
 }
 
 type ServerSpec = (String, Option<String>, Option<String>);
@@ -187,9 +141,8 @@ impl PyRuntime {
         let inner = conductor_worker::Runtime::with_handle(options, handle.clone())
             .map_err(errors::to_py)?;
         Ok(Self {
-            inner: ManuallyDrop::new(inner),
+            inner: ProcessBound::new(inner),
             handle,
-            pid: std::process::id(),
         })
     }
 
@@ -208,7 +161,7 @@ impl PyRuntime {
         paused: Option<bool>,
         register: Option<Bound<'_, PyAny>>,
     ) -> PyResult<PyWorker> {
-        fork_check(self.pid, "Runtime")?;
+        fork_check(&self.inner, "Runtime")?;
         let mut options = WorkerOptions::new(task_type);
         if let Some(n) = concurrency {
             options.concurrency = n;
@@ -244,14 +197,14 @@ impl PyRuntime {
     }
 
     fn start(&self, py: Python<'_>) -> PyResult<()> {
-        fork_check(self.pid, "Runtime")?;
+        fork_check(&self.inner, "Runtime")?;
         let runtime = (*self.inner).clone();
         wait(py, &self.handle, async move { runtime.start().await })?.map_err(errors::to_py)
     }
 
     #[pyo3(signature = (timeout=30.0))]
     fn stop<'py>(&self, py: Python<'py>, timeout: f64) -> PyResult<Bound<'py, PyDict>> {
-        fork_check(self.pid, "Runtime")?;
+        fork_check(&self.inner, "Runtime")?;
         let deadline = seconds("timeout", timeout)?;
         let runtime = (*self.inner).clone();
         let report = wait(
@@ -263,7 +216,7 @@ impl PyRuntime {
     }
 
     fn kill<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        fork_check(self.pid, "Runtime")?;
+        fork_check(&self.inner, "Runtime")?;
         let runtime = (*self.inner).clone();
         let report = wait(py, &self.handle, async move { runtime.kill().await })?;
         report_dict(py, report)
@@ -305,7 +258,7 @@ impl PyRuntime {
     }
 
     fn register_task_defs(&self, py: Python<'_>, defs: Vec<Bound<'_, PyAny>>) -> PyResult<()> {
-        fork_check(self.pid, "Runtime")?;
+        fork_check(&self.inner, "Runtime")?;
         let defs = defs
             .iter()
             .map(|d| {
@@ -322,7 +275,7 @@ impl PyRuntime {
 
     /// Calls `callback(events)` with batches of `(kind, fields)` tuples, on a thread of its own.
     fn add_listener(&self, callback: Py<PyAny>) -> PyResult<()> {
-        fork_check(self.pid, "Runtime")?;
+        fork_check(&self.inner, "Runtime")?;
         crate::events::add_listener(&self.inner, callback);
         Ok(())
     }

@@ -1,8 +1,8 @@
 //! `Worker`: what Python executors pull tasks from and hand results to.
 
-use std::mem::ManuallyDrop;
 use std::time::{Duration, Instant};
 
+use conductor_worker::host::ProcessBound;
 use conductor_worker::{Cancel, ClaimedTask, Error, TaskResult, TaskStatus, WorkerHealth};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -17,30 +17,18 @@ use crate::task::PyTask;
 /// One task type (in one domain) on every server of its runtime.
 #[pyclass(frozen, name = "Worker", module = "conductor_worker._native")]
 pub(crate) struct PyWorker {
-    inner: ManuallyDrop<conductor_worker::Worker>,
+    inner: ProcessBound<conductor_worker::Worker>,
     handle: Handle,
     /// Wakes every wait of this worker for good: `interrupt()`.
     cancel: Cancel,
-    pid: u32,
-}
-
-impl Drop for PyWorker {
-    fn drop(&mut self) {
-        // See PyRuntime's Drop: never tear down a parent's runtime objects in a forked child.
-        if self.pid == std::process::id() {
-            // SAFETY: dropped exactly once, here, and never used again.
-            unsafe { ManuallyDrop::drop(&mut self.inner) };
-        }
-    }
 }
 
 impl PyWorker {
     pub(crate) fn new(worker: conductor_worker::Worker, handle: Handle) -> Self {
         Self {
-            inner: ManuallyDrop::new(worker),
+            inner: ProcessBound::new(worker),
             handle,
             cancel: Cancel::new(),
-            pid: std::process::id(),
         }
     }
 }
@@ -102,7 +90,7 @@ impl PyWorker {
         max: usize,
         timeout: Option<f64>,
     ) -> PyResult<Option<Vec<PyTask>>> {
-        fork_check(self.pid, "Worker")?;
+        fork_check(&self.inner, "Worker")?;
         let deadline = match timeout {
             Some(t) => Some(
                 Instant::now()
@@ -140,7 +128,7 @@ impl PyWorker {
     /// for more: the fast path of a busy executor, taken with the GIL held.
     #[pyo3(signature = (max=1))]
     fn ready_tasks(&self, max: usize) -> PyResult<Option<Vec<PyTask>>> {
-        fork_check(self.pid, "Worker")?;
+        fork_check(&self.inner, "Worker")?;
         match self.inner.try_next_tasks(max) {
             Ok(tasks) => Ok(Some(tasks.into_iter().map(PyTask::new).collect())),
             Err(Error::NotRunning(_)) => Ok(None),
@@ -152,7 +140,7 @@ impl PyWorker {
     /// from a thread of the runtime's blocking pool (`None` when the worker stops). For
     /// asyncio: `deliver` is typically `loop.call_soon_threadsafe` bound to a future.
     fn poll_async(&self, max: usize, deliver: Py<PyAny>) -> PyResult<()> {
-        fork_check(self.pid, "Worker")?;
+        fork_check(&self.inner, "Worker")?;
         let (worker, cancel) = ((*self.inner).clone(), self.cancel.clone());
         let handle = self.handle.clone();
         self.handle.spawn(async move {
@@ -177,7 +165,7 @@ impl PyWorker {
         callback_after_seconds: Option<u64>,
         logs: Option<Vec<String>>,
     ) -> PyResult<()> {
-        fork_check(self.pid, "Worker")?;
+        fork_check(&self.inner, "Worker")?;
         let status = parse_status(status)?;
         let output = match output {
             Some(o) if !o.is_none() => json::object_from_py(o, "output")?,
@@ -198,7 +186,7 @@ impl PyWorker {
 
     /// Sends a line to a running task's execution log now.
     fn log(&self, task_id: &str, line: String) -> PyResult<()> {
-        fork_check(self.pid, "Worker")?;
+        fork_check(&self.inner, "Worker")?;
         let _guard = self.handle.enter();
         self.inner.log(task_id, line).map_err(errors::to_py)
     }

@@ -1,4 +1,4 @@
-//! Waiting in Rust with the GVL released, and the process's tokio runtime.
+//! Waiting in Rust with the GVL released; the process's tokio runtime and the fork check.
 //!
 //! Every wait is interruptible: Ruby's unblocking function (run on `Thread#kill`,
 //! `Thread#raise`, a signal such as Ctrl-C, or VM shutdown) fires a [`Cancel`] the wait
@@ -9,61 +9,28 @@
 use std::ffi::c_void;
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use conductor_worker::Cancel;
+use conductor_worker::host::{ProcessBound, process_runtime};
 use magnus::{Error, Ruby};
 use tokio::runtime::Handle;
 
 use crate::errors;
 
-struct ProcessRuntime {
-    pid: u32,
-    runtime: Arc<tokio::runtime::Runtime>,
-}
-
-static RUNTIME: Mutex<Option<ProcessRuntime>> = Mutex::new(None);
-
-/// The tokio runtime of this process, created on first use. In a child after `fork` the
-/// parent's runtime has no threads left: a new one is built and the old one is leaked, since
-/// dropping it would try to join threads that do not exist in this process.
+/// The tokio runtime of this process (rebuilt in a forked child).
 pub(crate) fn handle() -> Result<Handle, Error> {
-    let pid = std::process::id();
-    let mut slot = RUNTIME.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(current) = slot.as_ref() {
-        if current.pid == pid {
-            return Ok(current.runtime.handle().clone());
-        }
-        if let Some(inherited) = slot.take() {
-            std::mem::forget(inherited);
-        }
-    }
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(2)
-        .clamp(1, 4);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(threads)
-        .thread_name("conductor-worker-tokio")
-        .enable_all()
-        .build()
-        .map_err(|e| errors::internal(format!("cannot start the tokio runtime: {e}")))?;
-    let runtime = Arc::new(runtime);
-    let handle = runtime.handle().clone();
-    *slot = Some(ProcessRuntime { pid, runtime });
-    Ok(handle)
+    process_runtime().map_err(|e| errors::internal(format!("cannot start the tokio runtime: {e}")))
 }
 
-/// Raises if an object made in process `pid` is used in a forked child.
-pub(crate) fn fork_check(pid: u32, what: &str) -> Result<(), Error> {
-    if pid == std::process::id() {
-        return Ok(());
-    }
-    Err(errors::internal(format!(
-        "this {what} was created in process {pid} and cannot be used after fork: \
-         create a new ConductorWorker::Runner in the child process"
-    )))
+/// Raises if an object made in another process (before a fork) is used.
+pub(crate) fn fork_check<T>(bound: &ProcessBound<T>, what: &str) -> Result<(), Error> {
+    bound.check().map(|_| ()).map_err(|pid| {
+        errors::internal(format!(
+            "this {what} was created in process {pid} and cannot be used after fork: \
+             create a new ConductorWorker::Runner in the child process"
+        ))
+    })
 }
 
 /// Runs `f` without the GVL. `f` must return soon after `interrupted` is cancelled. `None`

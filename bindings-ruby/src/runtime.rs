@@ -1,12 +1,12 @@
 //! `ConductorWorker::Native::Runtime`: servers, workers, their lifecycle, health, metrics and
 //! events. Lives in the main Ractor; its workers can be shared with others.
 
-use std::mem::ManuallyDrop;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use conductor_worker::config::{JournalConfig, ProcessEnv};
+use conductor_worker::host::ProcessBound;
 use conductor_worker::runtime::StopReport;
 use conductor_worker::telemetry::EventField;
 use conductor_worker::{Cancel, Credentials, RuntimeOptions, ServerConfig, TaskDef, WorkerOptions};
@@ -27,21 +27,9 @@ const EVENT_SLICE: Duration = Duration::from_millis(100);
 
 #[magnus::wrap(class = "ConductorWorker::Native::Runtime", free_immediately, size)]
 pub(crate) struct RbRuntime {
-    inner: ManuallyDrop<conductor_worker::Runtime>,
+    inner: ProcessBound<conductor_worker::Runtime>,
     handle: Handle,
     events: Mutex<Option<Arc<Mutex<Receiver<EventRecord>>>>>,
-    pid: u32,
-}
-
-impl Drop for RbRuntime {
-    fn drop(&mut self) {
-        // In a forked child the runtime's tasks and timers belong to a runtime that has no
-        // threads here; dropping them can hang or panic.
-        if self.pid == std::process::id() {
-            // SAFETY: dropped exactly once, here, and never used again.
-            unsafe { ManuallyDrop::drop(&mut self.inner) };
-        }
-    }
 }
 
 type ServerSpec = (String, Option<String>, Option<String>);
@@ -100,10 +88,9 @@ impl RbRuntime {
         let inner = conductor_worker::Runtime::with_handle(options, handle.clone())
             .map_err(errors::to_ruby)?;
         Ok(Self {
-            inner: ManuallyDrop::new(inner),
+            inner: ProcessBound::new(inner),
             handle,
             events: Mutex::new(None),
-            pid: std::process::id(),
         })
     }
 
@@ -121,7 +108,7 @@ impl RbRuntime {
         paused: Option<bool>,
         register: Value,
     ) -> Result<RbWorker, Error> {
-        fork_check(rb_self.pid, "Runtime")?;
+        fork_check(&rb_self.inner, "Runtime")?;
         let mut options = WorkerOptions::new(task_type);
         if let Some(n) = concurrency {
             options.concurrency = n;
@@ -150,7 +137,7 @@ impl RbRuntime {
 
     /// Starts polling; true, or false if a Ruby interrupt came first.
     fn start(&self) -> Result<bool, Error> {
-        fork_check(self.pid, "Runtime")?;
+        fork_check(&self.inner, "Runtime")?;
         let runtime = (*self.inner).clone();
         match gvl::block_on(&self.handle, async move { runtime.start().await })? {
             Some(result) => result.map(|()| true).map_err(errors::to_ruby),
@@ -161,7 +148,7 @@ impl RbRuntime {
     /// Drains: polling stops, running tasks get up to `timeout` seconds to finish, results
     /// are delivered or journalled. nil if a Ruby interrupt came first (the drain goes on).
     fn stop(ruby: &Ruby, rb_self: &Self, timeout: f64) -> Result<Option<RHash>, Error> {
-        fork_check(rb_self.pid, "Runtime")?;
+        fork_check(&rb_self.inner, "Runtime")?;
         let deadline = gvl::seconds(ruby, "timeout", timeout)?;
         let runtime = (*rb_self.inner).clone();
         gvl::block_on(&rb_self.handle, async move { runtime.stop(deadline).await })?
@@ -170,7 +157,7 @@ impl RbRuntime {
     }
 
     fn kill(ruby: &Ruby, rb_self: &Self) -> Result<Option<RHash>, Error> {
-        fork_check(rb_self.pid, "Runtime")?;
+        fork_check(&rb_self.inner, "Runtime")?;
         let runtime = (*rb_self.inner).clone();
         gvl::block_on(&rb_self.handle, async move { runtime.kill().await })?
             .map(|report| report_hash(ruby, &report))
@@ -213,7 +200,7 @@ impl RbRuntime {
     }
 
     fn register_task_defs(ruby: &Ruby, rb_self: &Self, defs: RArray) -> Result<bool, Error> {
-        fork_check(rb_self.pid, "Runtime")?;
+        fork_check(&rb_self.inner, "Runtime")?;
         let mut parsed = Vec::with_capacity(defs.len());
         for i in 0..defs.len() {
             let def: RHash = defs.entry(i as isize)?;
@@ -241,7 +228,7 @@ impl RbRuntime {
 
     /// Starts queueing the runtime's events for [`next_events`](Self::next_events).
     fn listen(&self) -> Result<(), Error> {
-        fork_check(self.pid, "Runtime")?;
+        fork_check(&self.inner, "Runtime")?;
         let mut events = self.events.lock().unwrap_or_else(|p| p.into_inner());
         if events.is_none() {
             let (tx, rx) = sync_channel::<EventRecord>(EVENT_QUEUE);

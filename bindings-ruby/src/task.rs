@@ -2,9 +2,9 @@
 //! silently lost: a task object garbage-collected without a result (its thread was killed
 //! between taking it and running it) fails the task, so the server hands it out again.
 
-use std::mem::ManuallyDrop;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use conductor_worker::host::ProcessBound;
 use conductor_worker::{ClaimedTask, TaskResult, WorkerState};
 use magnus::{Error, RHash, Ruby};
 use tokio::runtime::Handle;
@@ -16,32 +16,29 @@ use crate::json;
 #[magnus::wrap(class = "ConductorWorker::Task", free_immediately, size)]
 pub(crate) struct RbTask {
     pub(crate) task: conductor_worker::Task,
-    worker: ManuallyDrop<conductor_worker::Worker>,
+    worker: ProcessBound<conductor_worker::Worker>,
     handle: Handle,
     /// A result was handed to the core (or the core refused one).
     done: AtomicBool,
-    pid: u32,
 }
 
 impl Drop for RbTask {
     fn drop(&mut self) {
-        if self.pid != std::process::id() {
+        let Ok(worker) = self.worker.check() else {
             // A forked child must not touch the parent's runtime objects.
             return;
-        }
+        };
         // After `kill` the runtime takes no more results: the server hands the task out again
         // after its response timeout, and there is nothing to say.
-        if !self.done.load(Ordering::Acquire) && self.worker.state() != WorkerState::Stopped {
+        if !self.done.load(Ordering::Acquire) && worker.state() != WorkerState::Stopped {
             let _guard = self.handle.enter();
-            let _ = self.worker.complete(TaskResult::failed(
+            let _ = worker.complete(TaskResult::failed(
                 &self.task.task_id,
                 &self.task.workflow_instance_id,
                 "the task was dropped by the Ruby process without a result \
                  (its thread was killed before running it)",
             ));
         }
-        // SAFETY: dropped exactly once, here, and never used again.
-        unsafe { ManuallyDrop::drop(&mut self.worker) };
     }
 }
 
@@ -53,10 +50,9 @@ impl RbTask {
     ) -> Self {
         Self {
             task: claimed.task,
-            worker: ManuallyDrop::new(worker.clone()),
+            worker: ProcessBound::new(worker.clone()),
             handle: handle.clone(),
             done: AtomicBool::new(false),
-            pid: std::process::id(),
         }
     }
 
@@ -126,7 +122,7 @@ impl RbTask {
 
     /// Sends a line to the task's execution log now.
     fn log(&self, line: String) -> Result<(), Error> {
-        fork_check(self.pid, "Task")?;
+        fork_check(&self.worker, "Task")?;
         let _guard = self.handle.enter();
         self.worker
             .log(&self.task.task_id, line)

@@ -2,9 +2,9 @@
 //! tasks from and hand results to. Frozen and shareable, so one worker can be handed to every
 //! Ractor of a pool.
 
-use std::mem::ManuallyDrop;
 use std::time::Duration;
 
+use conductor_worker::host::ProcessBound;
 use conductor_worker::{
     Cancel, ClaimedTask, Error as CoreError, TaskResult, TaskStatus, WorkerHealth,
 };
@@ -24,21 +24,10 @@ use crate::task::RbTask;
     frozen_shareable
 )]
 pub(crate) struct RbWorker {
-    inner: ManuallyDrop<conductor_worker::Worker>,
+    inner: ProcessBound<conductor_worker::Worker>,
     handle: Handle,
     /// Ends every wait of this worker for good: `interrupt`.
     interrupt: Cancel,
-    pid: u32,
-}
-
-impl Drop for RbWorker {
-    fn drop(&mut self) {
-        // Never tear down a parent's runtime objects in a forked child.
-        if self.pid == std::process::id() {
-            // SAFETY: dropped exactly once, here, and never used again.
-            unsafe { ManuallyDrop::drop(&mut self.inner) };
-        }
-    }
 }
 
 fn parse_status(ruby: &Ruby, status: &str) -> Result<TaskStatus, Error> {
@@ -59,10 +48,9 @@ fn parse_status(ruby: &Ruby, status: &str) -> Result<TaskStatus, Error> {
 impl RbWorker {
     pub(crate) fn new(worker: conductor_worker::Worker, handle: Handle) -> Self {
         Self {
-            inner: ManuallyDrop::new(worker),
+            inner: ProcessBound::new(worker),
             handle,
             interrupt: Cancel::new(),
-            pid: std::process::id(),
         }
     }
 
@@ -109,7 +97,7 @@ impl RbWorker {
         max: usize,
         timeout: Option<f64>,
     ) -> Result<Option<RArray>, Error> {
-        fork_check(rb_self.pid, "Worker")?;
+        fork_check(&rb_self.inner, "Worker")?;
         let wait: Option<Duration> = timeout
             .map(|t| gvl::seconds(ruby, "timeout", t))
             .transpose()?;
@@ -135,7 +123,7 @@ impl RbWorker {
     /// Tasks already polled and waiting for an executor, without waiting (the GVL stays
     /// held): the fast path of a busy executor. nil once the worker stops.
     fn ready_tasks(ruby: &Ruby, rb_self: &Self, max: usize) -> Result<Option<RArray>, Error> {
-        fork_check(rb_self.pid, "Worker")?;
+        fork_check(&rb_self.inner, "Worker")?;
         if rb_self.interrupt.is_cancelled() {
             return Ok(None);
         }
@@ -159,7 +147,7 @@ impl RbWorker {
         callback_after_seconds: Option<u64>,
         logs: Option<Vec<String>>,
     ) -> Result<(), Error> {
-        fork_check(rb_self.pid, "Worker")?;
+        fork_check(&rb_self.inner, "Worker")?;
         let status = parse_status(ruby, &status)?;
         let output = if output.is_nil() {
             serde_json::Map::new()

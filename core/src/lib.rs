@@ -34,6 +34,7 @@ pub mod client;
 pub mod cluster;
 pub mod config;
 mod error;
+pub mod host;
 pub mod journal;
 pub mod runner;
 pub mod runtime;
