@@ -107,9 +107,12 @@ def test_runner_control_start_once_health_join_and_context_manager(dev: Dev) -> 
     runner.start()
     with pytest.raises(NotRunningError):
         runner.start()
-    [health] = wait_for(lambda: (h := runner.health()) and h[0]["last_successful_poll"] and h, 5, "a poll")
+    [health] = wait_for(
+        lambda: (h := runner.health()) and h[0]["last_successful_poll"] and h[0]["idle_executors"] == 3 and h,
+        5,
+        "a poll, and every executor waiting",
+    )
     assert health["task_type"] == task_type and health["state"] == "running"
-    assert health["idle_executors"] == 3
     assert runner.is_healthy()
     assert not runner.join(0.1)
     stopper = threading.Thread(target=runner.stop)
