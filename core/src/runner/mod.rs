@@ -372,7 +372,7 @@ impl Worker {
                     slots.waiting = slots.waiting.saturating_sub(guard.count);
                     guard.count = 0;
                     if !slots.ready.is_empty() {
-                        inner.task_ready.notify_one();
+                        inner.task_ready.notify_last();
                     }
                     drop(slots);
                     for task in &tasks {
@@ -669,7 +669,11 @@ impl WorkerInner {
             slots.ready.push_back(ClaimedTask { task, server });
         }
         drop(slots);
-        self.task_ready.notify_one();
+        // The executor that waited last gets the task: under load that is the one that just
+        // finished a task and is still warm, so one executor thread keeps running while the
+        // others sleep (first-in-first-out wakes a different host thread per task, and with
+        // Python threads each wake is a GIL hand-off).
+        self.task_ready.notify_last();
     }
 
     /// Fails tasks the server handed out but this runtime cannot decode, terminally (their
