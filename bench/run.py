@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The benchmark harness: every runtime and mode side by side with conductor-python 2.0.0 and
 the physical limit, on one dev server, in one run. ``bench/run.sh`` installs what it needs and
-runs this file; see bench/README.md for what is measured and how.
+runs this file; bench/README.md says what is measured and how.
 
     bench/run.sh                 # the full run (about 20 minutes on 2 cores)
     bench/run.sh --quick         # a smoke test: fewer tasks, one run each
@@ -465,8 +465,8 @@ def drain(
             if w.proc.poll() is not None:
                 raise RuntimeError(f"the worker exited with {w.proc.returncode}{w._tail()}")
         elapsed = t - t0
+        w.tree.refresh()  # processes started during the run (a process pool's) count too
         cpu = w.tree.cpu_seconds() - cpu0
-        w.tree.refresh()
         result = {
             "tasks": done,
             "enqueued": total,
@@ -846,7 +846,7 @@ def markdown(doc: dict[str, Any], scs: list[Scenario], progs: list[Program]) -> 
             f"{doc['date']}, {m['cores']} cores ({m['cpu']}), {m['memory_gib']} GiB, Linux {m['kernel']}, "
             f"Python {m['python']}, {m['rustc']}{', ' + m['ruby'] if m['ruby'] else ''}. "
             f"{'QUICK MODE (smoke test, not for quoting). ' if doc['settings']['quick'] else ''}"
-            f"Medians of {doc['settings']['runs']} run(s); one dev server for everything; "
+            f"Medians of {doc['settings']['runs']} run(s), each a fresh worker process; one dev server per scenario; "
             f"took {doc['duration_min']:.1f} min. Command: `{doc['command']}`."
         ),
         "",
@@ -1031,9 +1031,9 @@ def main(argv: list[str]) -> int:
         sleep_rounds=10 if q else 40,
         cpu_tasks=100 if q else 1_000,
         cpu_rounds=5_000,
-        run_box_s=5.0 if q else 12.0,
-        idle_window_s=4.0 if q else 15.0,
-        idle_probes=8 if q else 30,
+        run_box_s=5.0 if q else 8.0,
+        idle_window_s=4.0 if q else 10.0,
+        idle_probes=8 if q else 25,
         multi_tasks=2_000 if q else 20_000,
     )
     progs = programs()
@@ -1057,22 +1057,25 @@ def main(argv: list[str]) -> int:
     started = time.monotonic()
     date = datetime.datetime.now(datetime.UTC)
     workdir = Path(tempfile.mkdtemp(prefix="bench-"))
-    server = DevServer(workdir, "server")
-    log(f"dev server {server.url}; work dir {workdir}")
-    try:
-        for sc in scs:
+    log(f"work dir {workdir}")
+    server_rss: dict[str, float] = {}
+    for sc in scs:
+        # One dev server per scenario, shared by every runtime of the scenario and by its limit:
+        # the dev server keeps every task in memory (~4 KB each), and a full run creates millions.
+        server = DevServer(workdir, f"server-{sc.id}")
+        try:
             runnable = [p for p in progs if not p.not_run and sc.programs(p)]
-            log(f"== {sc.id}: {sc.title} ({', '.join(p.key for p in runnable)})")
+            log(f"== {sc.id}: {sc.title} ({', '.join(p.key for p in runnable)}) on {server.url}")
             if sc.kind == "drain":
                 run_drain_scenario(sc, runnable, server, settings, workdir, settings.noop_tasks)
             elif sc.kind == "idle":
                 run_idle(sc, runnable, server, settings, workdir)
             else:
                 run_multi(sc, runnable, server, settings, workdir)
-            log(f"dev server RSS {server.rss_mb():.0f} MB")
-    finally:
-        server_rss = server.rss_mb()
-        server.stop()
+            server_rss[sc.id] = round(server.rss_mb())
+            log(f"dev server RSS {server_rss[sc.id]} MB")
+        finally:
+            server.stop()
     annotate(scs, progs)
     doc: dict[str, Any] = {
         "date": date.strftime("%Y-%m-%d %H:%M UTC"),
@@ -1080,7 +1083,7 @@ def main(argv: list[str]) -> int:
         "duration_min": (time.monotonic() - started) / 60,
         "machine": machine(),
         "settings": dataclasses.asdict(settings),
-        "dev_server_rss_mb_at_end": server_rss,
+        "dev_server_rss_mb_per_scenario": server_rss,
         "programs": {p.key: {"label": p.label, "family": p.family, "not_run": p.not_run} for p in progs},
         "scenarios": [
             {
