@@ -21,6 +21,8 @@ class TestConfigAndTelemetry < Minitest::Test
       -> { ConductorWorker.worker("a", poll_interval: -1) { nil } } => /poll_interval must be a number of seconds >= 0/,
       -> { ConductorWorker.worker("") { nil } } => /task_type must be a non-empty String/,
       -> { ConductorWorker.worker("a") } => /needs a block/,
+      -> { ConductorWorker.worker("a", fibers: 2, fiber_scheduler: Object.new) { nil } } =>
+        /fiber_scheduler must be a scheduler class or a proc/,
       -> { ConductorWorker::Runner.new(servers: [dev.api], workers: []) } => /no workers to run/,
       -> { ConductorWorker::Runner.new(servers: [{ key_id: "k" }], workers: [defn]) } => /has no :url/,
       -> { ConductorWorker::Runner.new(servers: [dev.api], workers: [defn], request_timeout: -2) } =>

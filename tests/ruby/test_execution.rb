@@ -127,6 +127,29 @@ class TestExecution < Minitest::Test
     runner&.stop(timeout: 5)
   end
 
+  # Another scheduler in place of the gem's: here one that counts the fibers it starts.
+  class CountingScheduler < ConductorWorker::FiberScheduler
+    STARTED = Queue.new
+
+    def fiber(&block)
+      STARTED << true
+      super
+    end
+  end
+
+  def test_fibers_run_under_the_scheduler_given
+    type = unique("own_scheduler")
+    ConductorWorker.worker(type, fibers: 5, fiber_scheduler: CountingScheduler) do |_, _|
+      sleep(0.01)
+      { ok: 1 }
+    end
+    ConductorWorker::Runner.open(servers: [dev.api]) do
+      wfs = dev.run_tasks(type, [{ a: 1 }, { a: 2 }, { a: 3 }])
+      assert_equal [{ "ok" => 1 }] * 3, wfs.map { |wf| dev.task_of(wf)["outputData"] }
+    end
+    assert_operator CountingScheduler::STARTED.size, :>=, 4, "the feeder and a fiber per task"
+  end
+
   # A shareable handler: built where self is a module, so Ractors may run it.
   module Handlers
     PRIME_COUNT = Ractor.make_shareable(proc do |input, _task|

@@ -28,6 +28,11 @@ module ConductorWorker
       @isolation = pick_isolation(isolation, threads, fibers, ractors)
       @executors = count(@isolation, threads, fibers, ractors)
       @symbolize_keys = symbolize_keys ? true : false
+      unless fiber_scheduler.nil? || fiber_scheduler.is_a?(Class) || fiber_scheduler.respond_to?(:call)
+        raise ArgumentError, "fiber_scheduler must be a scheduler class or a proc that makes one (each fiber " \
+                             "thread needs its own), not #{fiber_scheduler.inspect} (#{task_type})"
+      end
+
       @fiber_scheduler = fiber_scheduler
       @core_options = core_options.freeze
       check_numbers

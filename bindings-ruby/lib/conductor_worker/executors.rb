@@ -47,10 +47,11 @@ module ConductorWorker
     end
 
     # One thread running up to +executors+ tasks at once on fibers under a fiber scheduler:
-    # for blocks that mostly wait (HTTP calls, sleeps).
+    # for blocks that mostly wait (HTTP calls, sleeps). A feeder fiber takes tasks from the
+    # core and starts a fiber for each; it waits in the core only when no task is running,
+    # and otherwise looks for new tasks every POLL seconds, so any scheduler can drive it.
     class Fibers
-      # While fibers wait on IO or on each other, new tasks are looked for this often.
-      POLL = 0.005
+      POLL = 0.002
 
       def initialize(definition, native)
         @definition = definition
@@ -61,9 +62,9 @@ module ConductorWorker
         @thread = Thread.new do
           Thread.current.name = "cw-#{@definition.task_type}-fibers"
           Thread.current.report_on_exception = true
-          scheduler = @definition.new_fiber_scheduler
-          Fiber.set_scheduler(scheduler)
-          run(scheduler)
+          Fiber.set_scheduler(@definition.new_fiber_scheduler)
+          Fiber.schedule { feed }
+          # The thread ends here: Ruby closes the scheduler, which runs every fiber to its end.
         end
         [@thread]
       end
@@ -78,34 +79,28 @@ module ConductorWorker
 
       private
 
-      def run(scheduler)
+      def feed
         handler = Executors.instance(@definition.handler)
         limit = @definition.executors
         symbolize = @definition.symbolize_keys
+        running = 0
         loop do
-          free = limit - scheduler.fibers
-          if free.positive?
-            tasks = next_tasks(scheduler, free)
-            break if tasks.nil?
+          free = limit - running
+          tasks = if free.zero? then []
+                  elsif running.zero? then @native.next_tasks(free, nil)
+                  else @native.ready_tasks(free)
+                  end
+          break if tasks.nil?
 
-            tasks.each do |task|
-              Fiber.schedule { Execution.run(@native, handler, task, symbolize) }
+          tasks.each do |task|
+            running += 1
+            Fiber.schedule do
+              Execution.run(@native, handler, task, symbolize)
+            ensure
+              running -= 1
             end
           end
-          scheduler.run_once(free.positive? ? POLL : nil) unless scheduler.idle?
-        end
-        # Stopping: let the running fibers finish (the runner's stop deadline bounds this).
-        scheduler.run
-      end
-
-      def next_tasks(scheduler, free)
-        if scheduler.idle?
-          @native.next_tasks(free, nil)
-        elsif scheduler.only_timers?
-          # Nothing to do until a timer is due or a task comes: wait for either in the core.
-          @native.next_tasks(free, scheduler.next_timer_in || POLL)
-        else
-          @native.ready_tasks(free)
+          sleep POLL if tasks.empty?
         end
       end
     end

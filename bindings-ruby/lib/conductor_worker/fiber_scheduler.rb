@@ -1,13 +1,16 @@
 # frozen_string_literal: true
 
 module ConductorWorker
-  # A small Fiber::Scheduler for the +fibers:+ executor, so I/O-bound workers run on fibers
-  # with nothing but Ruby's standard library: sleeps, IO waits (sockets, pipes: Net::HTTP and
-  # friends), Queue/Mutex/ConditionVariable waits, and wake-ups from other threads. Pass
-  # another scheduler (the async gem's, say) with +fiber_scheduler:+ when you use one.
+  # A small Fiber::Scheduler, so the +fibers:+ executor runs I/O-bound workers on fibers with
+  # nothing but Ruby's standard library: sleeps, IO waits (sockets, pipes: Net::HTTP and
+  # friends), Queue/Mutex/ConditionVariable waits, and wake-ups from other threads. Any other
+  # scheduler can take its place (+fiber_scheduler:+, e.g. the async gem's), and this one
+  # works outside the gem too:
   #
-  # The executor drives it one step at a time (#run_once) so that it can take new tasks from
-  # the core between steps.
+  #   Thread.new do
+  #     Fiber.set_scheduler(ConductorWorker::FiberScheduler.new)
+  #     3.times { |i| Fiber.schedule { sleep 1; puts i } }
+  #   end.join   # about 1 s: the fibers slept together
   class FiberScheduler
     def initialize
       @readable = {} # fiber => io
@@ -20,39 +23,10 @@ module ConductorWorker
       @fibers = 0
     end
 
-    # Fibers started and not yet finished.
-    attr_reader :fibers
-
-    def idle?
-      @fibers.zero?
-    end
-
-    # Seconds until the next timer is due, nil if there is none.
-    def next_timer_in
-      @timers.first && [@timers.first[0] - now, 0].max
-    end
-
-    # Whether every live fiber waits only on a timer (no IO, no blocker): then a wait for new
-    # tasks may last until the next timer.
-    def only_timers?
-      @readable.empty? && @writable.empty? && @blocked.empty? && @ready.empty? && @wakeups.empty?
-    end
-
-    # Resumes what is ready, waiting at most +max_wait+ seconds (nil: until something is).
-    def run_once(max_wait)
-      wait = [max_wait, next_timer_in].compact.min
-      wait = 0 unless @ready.empty? && @wakeups.empty?
-      select_io(wait)
-      fire_timers
-      drain_wakeups
-      ready = @ready
-      @ready = []
-      ready.each { |fiber| fiber.resume if fiber.alive? }
-    end
-
-    # Runs until every fiber has finished.
+    # Runs until every fiber has finished (Ruby calls it through #close when the thread that
+    # set the scheduler ends).
     def run
-      run_once(nil) until idle?
+      run_once until @fibers.zero?
     end
 
     # --- Fiber::Scheduler interface ---
@@ -68,13 +42,16 @@ module ConductorWorker
       fiber
     end
 
+    # Returns the whole seconds slept, as Kernel#sleep does.
     def kernel_sleep(duration = nil)
+      started = now
       if duration
         add_timer(duration, Fiber.current)
         Fiber.yield
       else
         block(:sleep)
       end
+      (now - started).round
     end
 
     def block(_blocker, timeout = nil)
@@ -115,6 +92,21 @@ module ConductorWorker
     end
 
     private
+
+    # Resumes what is ready, waiting for IO or the next timer first when nothing is.
+    def run_once
+      wait = @ready.empty? && @wakeups.empty? ? next_timer_in : 0
+      select_io(wait)
+      fire_timers
+      drain_wakeups
+      ready = @ready
+      @ready = []
+      ready.each { |fiber| fiber.resume if fiber.alive? }
+    end
+
+    def next_timer_in
+      @timers.first && [@timers.first[0] - now, 0].max
+    end
 
     def now
       Process.clock_gettime(Process::CLOCK_MONOTONIC)

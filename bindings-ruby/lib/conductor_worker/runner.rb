@@ -83,6 +83,7 @@ module ConductorWorker
       report = @native.kill
       kill_executors
       @state = :stopped
+      @events_thread&.kill
       report
     end
 
