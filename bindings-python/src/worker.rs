@@ -1,5 +1,9 @@
 //! `Worker`: what Python executors pull tasks from and hand results to.
 
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use conductor_worker::host::ProcessBound;
@@ -21,6 +25,46 @@ pub(crate) struct PyWorker {
     handle: Handle,
     /// Wakes every wait of this worker for good: `interrupt()`.
     cancel: Cancel,
+    /// Tasks claimed for an asyncio loop (`request_tasks`), until it takes them.
+    mailbox: Arc<Mutex<Mailbox>>,
+}
+
+/// Where `request_tasks` leaves what it claimed for an asyncio loop, and the socket pair that
+/// wakes the loop: the loop watches the read end (`loop.add_reader`) and takes the tasks on its
+/// own thread, with the GIL it already holds. Nothing here needs the GIL, so handing tasks
+/// over costs one byte on a socket instead of a blocking-pool thread that waits for the GIL
+/// while the loop runs Python code.
+#[derive(Default)]
+struct Mailbox {
+    tasks: Vec<ClaimedTask>,
+    /// Slots asked for by requests that have been answered (with tasks or without).
+    answered: usize,
+    /// The worker stopped (or was interrupted): no more tasks will come.
+    stopped: bool,
+    /// A byte was written since the loop last took the mailbox.
+    woken: bool,
+    /// (read end, write end), both non-blocking; made on first use.
+    wakeup: Option<(UnixStream, UnixStream)>,
+}
+
+impl Mailbox {
+    fn wake(&mut self) {
+        if self.woken {
+            return;
+        }
+        if let Some((_, writer)) = &self.wakeup {
+            // A full socket buffer (WouldBlock) already holds a wake-up; nothing else can fail
+            // on a live socket pair that this struct owns.
+            let _ = (&*writer).write(&[1]);
+            self.woken = true;
+        }
+    }
+}
+
+fn lock(mailbox: &Mutex<Mailbox>) -> MutexGuard<'_, Mailbox> {
+    mailbox
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl PyWorker {
@@ -29,6 +73,7 @@ impl PyWorker {
             inner: ProcessBound::new(worker),
             handle,
             cancel: Cancel::new(),
+            mailbox: Arc::default(),
         }
     }
 }
@@ -134,6 +179,66 @@ impl PyWorker {
             Err(Error::NotRunning(_)) => Ok(None),
             Err(e) => Err(errors::to_py(e)),
         }
+    }
+
+    /// The file descriptor an asyncio loop watches (`loop.add_reader`) to learn that
+    /// `request_tasks` has answered: read it empty, then call `take_requested()`. The worker
+    /// owns the descriptor; do not close it.
+    fn wakeup_fd(&self) -> PyResult<i32> {
+        fork_check(&self.inner, "Worker")?;
+        let mut mailbox = lock(&self.mailbox);
+        if mailbox.wakeup.is_none() {
+            let (reader, writer) = UnixStream::pair()?;
+            reader.set_nonblocking(true)?;
+            writer.set_nonblocking(true)?;
+            mailbox.wakeup = Some((reader, writer));
+        }
+        Ok(mailbox
+            .wakeup
+            .as_ref()
+            .map_or(-1, |(reader, _)| reader.as_raw_fd()))
+    }
+
+    /// Asks for up to `max` tasks without blocking the caller; when they come (or the worker
+    /// stops) they wait in this worker's mailbox and a byte is written to `wakeup_fd()`.
+    fn request_tasks(&self, max: usize) -> PyResult<()> {
+        fork_check(&self.inner, "Worker")?;
+        let (worker, cancel) = ((*self.inner).clone(), self.cancel.clone());
+        let mailbox = Arc::clone(&self.mailbox);
+        self.handle.spawn(async move {
+            let result = worker
+                .next_tasks_cancellable(max.max(1), None, Some(&cancel))
+                .await;
+            let mut mailbox = lock(&mailbox);
+            mailbox.answered += max;
+            match result {
+                Ok(tasks) if tasks.is_empty() && cancel.is_cancelled() => mailbox.stopped = true,
+                Ok(tasks) => mailbox.tasks.extend(tasks),
+                Err(Error::NotRunning(_)) => mailbox.stopped = true,
+                Err(e) => {
+                    tracing::error!(error = %e, task_type = worker.task_type(), "waiting for tasks failed");
+                    mailbox.stopped = true;
+                }
+            }
+            mailbox.wake();
+        });
+        Ok(())
+    }
+
+    /// What `request_tasks` left: `(tasks, slots answered, stopped)`. `slots answered` adds up
+    /// the `max` of every request answered since the last call, whether or not it brought tasks.
+    fn take_requested(&self) -> (Vec<PyTask>, usize, bool) {
+        let mut mailbox = lock(&self.mailbox);
+        mailbox.woken = false;
+        let tasks = std::mem::take(&mut mailbox.tasks);
+        let answered = std::mem::take(&mut mailbox.answered);
+        let stopped = mailbox.stopped;
+        drop(mailbox);
+        (
+            tasks.into_iter().map(PyTask::new).collect(),
+            answered,
+            stopped,
+        )
     }
 
     /// Waits for up to `max` tasks without blocking the caller, then calls `deliver(tasks)`

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import concurrent.futures
-import functools
+import contextlib
 import logging
 import os
 import signal
@@ -443,7 +443,11 @@ class Runner:
 
 class _AsyncDispatcher:
     """Keeps up to ``concurrency`` tasks of one worker in flight on the loop: asks the core for
-    as many tasks as there are free slots (in batches), runs each as an asyncio task."""
+    as many tasks as there are free slots (in batches), runs each as an asyncio task.
+
+    The core answers into the worker's mailbox and writes a byte to a socket the loop watches;
+    the loop then takes the tasks itself, so no other thread ever waits for the GIL to hand
+    tasks over."""
 
     def __init__(self, ex: _Executor, loop: asyncio.AbstractEventLoop) -> None:
         self.ex = ex
@@ -457,10 +461,15 @@ class _AsyncDispatcher:
         self.stopping = False
         self.done: asyncio.Future[None] = loop.create_future()
         self.tasks: set[asyncio.Task[None]] = set()
+        self.fd = ex.native.wakeup_fd()
 
     async def run(self) -> None:
-        self._refill()
-        await self.done
+        self.loop.add_reader(self.fd, self._on_wakeup)
+        try:
+            self._refill()
+            await self.done
+        finally:
+            self.loop.remove_reader(self.fd)
 
     def _refill(self) -> None:
         if self.stopping:
@@ -468,20 +477,22 @@ class _AsyncDispatcher:
         free = self.concurrency - self.in_flight - self.asked
         if free > 0 and (free >= self.min_batch or self.asked == 0):
             self.asked += free
-            deliver = functools.partial(self.loop.call_soon_threadsafe, functools.partial(self._got, free))
             try:
-                self.ex.native.poll_async(free, deliver)
+                self.ex.native.request_tasks(free)
             except Exception:
                 self.asked -= free
                 self.stopping = True
                 logger.exception("cannot poll for %s", self.ex.spec.task_type)
                 self._check_done()
 
-    def _got(self, asked: int, tasks: list[Task] | None) -> None:
-        self.asked -= asked
-        if tasks is None:
+    def _on_wakeup(self) -> None:
+        with contextlib.suppress(BlockingIOError, InterruptedError):
+            os.read(self.fd, 4096)
+        tasks, answered, stopped = self.ex.native.take_requested()
+        self.asked -= answered
+        if stopped:
             self.stopping = True
-        for task in tasks or ():
+        for task in tasks:
             self.in_flight += 1
             t = self.loop.create_task(_execute_async(self.ex, task))
             self.tasks.add(t)
