@@ -1,18 +1,36 @@
 #!/usr/bin/env bash
-# The demo: our dev server, a two-step workflow, and workers completing it.
-# Usage: examples/demo.sh        (idempotent; builds what it needs, then cleans up after itself)
+# The demo: our dev server, a three-step workflow, and workers in Rust, Python and Ruby
+# completing it (greet in Rust, exclaim in Python, frame in Ruby).
+# Usage: examples/demo.sh        (idempotent; installs and builds what it needs, then cleans up
+# after itself)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 
+need=(ruby ruby-dev libclang1-14 libclang-common-14-dev)
+if ! dpkg -s "${need[@]}" >/dev/null 2>&1; then
+  log "installing Debian packages: ${need[*]}"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
 log "building the dev server and the Rust worker example (release)"
 cargo build --release --quiet -p conductor-devserver
 cargo build --release --quiet -p conductor-worker --example worker
 
+log "installing the Python package into .venv (pip install .)"
+[ -x .venv/bin/python ] || python3 -m venv .venv
+.venv/bin/python -m pip install -q --disable-pip-version-check .
+
+log "building the Ruby extension into bindings-ruby/lib"
+cargo build --release --quiet -p conductor-worker-ruby --target-dir target/ruby
+cp target/ruby/release/libconductor_worker_ruby.so bindings-ruby/lib/conductor_worker/conductor_worker_ruby.so
+
 work=$(mktemp -d)
 cleanup() {
-  [ -n "${worker_pid:-}" ] && kill -TERM "$worker_pid" 2>/dev/null && wait "$worker_pid" 2>/dev/null || true
+  for pid in ${worker_pids:-}; do
+    kill -TERM "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true
+  done
   [ -n "${server_pid:-}" ] && kill -TERM "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null || true
   rm -rf "$work"
 }
@@ -32,20 +50,25 @@ echo "    $api"
 
 post() { curl -fsS -X "$1" -H 'Content-Type: application/json' -d "$3" "$api$2"; }
 
-log "registering task definitions and the workflow 'greetings': greet -> shout"
-post POST /metadata/taskdefs '[
-  {"name":"greet","retryCount":2,"retryDelaySeconds":1,"responseTimeoutSeconds":30,"ownerEmail":"demo@example.com"},
-  {"name":"shout","retryCount":2,"retryDelaySeconds":1,"responseTimeoutSeconds":30,"ownerEmail":"demo@example.com"}]' >/dev/null
+log "registering task definitions and the workflow 'greetings': greet (Rust) -> exclaim (Python) -> frame (Ruby)"
+taskdef() { printf '{"name":"%s","retryCount":2,"retryDelaySeconds":1,"responseTimeoutSeconds":30,"ownerEmail":"demo@example.com"}' "$1"; }
+post POST /metadata/taskdefs "[$(taskdef greet),$(taskdef exclaim),$(taskdef frame)]" >/dev/null
 post PUT /metadata/workflow '[{"name":"greetings","version":1,"schemaVersion":2,"timeoutSeconds":60,
   "ownerEmail":"demo@example.com",
   "tasks":[
     {"name":"greet","taskReferenceName":"greet_ref","type":"SIMPLE","inputParameters":{"name":"${workflow.input.name}"}},
-    {"name":"shout","taskReferenceName":"shout_ref","type":"SIMPLE","inputParameters":{"text":"${greet_ref.output.greeting}"}}],
-  "outputParameters":{"message":"${shout_ref.output.text}"}}]' >/dev/null
+    {"name":"exclaim","taskReferenceName":"exclaim_ref","type":"SIMPLE","inputParameters":{"text":"${greet_ref.output.greeting}"}},
+    {"name":"frame","taskReferenceName":"frame_ref","type":"SIMPLE","inputParameters":{"text":"${exclaim_ref.output.text}"}}],
+  "outputParameters":{"message":"${frame_ref.output.text}"}}]' >/dev/null
 
-log "starting the Rust workers (core/examples/worker.rs)"
-CONDUCTOR_SERVER_URL="$api" CONDUCTOR_WORKER_JOURNAL=off RUST_LOG=warn target/release/examples/worker &
-worker_pid=$!
+log "starting the workers: Rust (core/examples/worker.rs), Python (examples/demo_worker.py), Ruby (examples/demo_worker.rb)"
+export CONDUCTOR_SERVER_URL="$api" CONDUCTOR_WORKER_JOURNAL=off
+RUST_LOG=warn target/release/examples/worker &
+worker_pids=$!
+.venv/bin/python examples/demo_worker.py &
+worker_pids="$worker_pids $!"
+ruby -I bindings-ruby/lib examples/demo_worker.rb &
+worker_pids="$worker_pids $!"
 
 log "starting a workflow"
 wf=$(post POST /workflow/greetings '{"name":"Ada"}')
@@ -61,8 +84,8 @@ import json, sys
 wf = json.load(open(sys.argv[1]))
 for t in wf.get("tasks", []):
     output = json.dumps(t.get("outputData"))
-    print(f"    {t['referenceTaskName']:<10} {t['status']:<10} worker={t.get('workerId')} output={output}")
+    print(f"    {t['referenceTaskName']:<12} {t['status']:<10} worker={t.get('workerId')} output={output}")
 print(f"    workflow {wf['status']}: {json.dumps(wf.get('output'))}")
 sys.exit(0 if wf["status"] == "COMPLETED" else 1)
 PY
-log "done: the workflow was completed by our workers"
+log "done: the workflow was completed by our Rust, Python and Ruby workers"
