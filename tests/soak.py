@@ -90,19 +90,29 @@ def main() -> int:
             if procs[name].stdout.readline().strip() != b"ready":  # type: ignore[union-attr]
                 raise RuntimeError(f"{name} worker did not start")
 
+        feed_error: list[str] = []
+
         def feed() -> None:
-            while not stop.is_set():
-                for name in procs:
-                    admin.post("/admin/tasks", {"taskType": f"soak_{name}", "count": args.rate})
-                stop.wait(1.0)
+            try:
+                while not stop.is_set():
+                    for name in procs:
+                        admin.post("/admin/tasks", {"taskType": f"soak_{name}", "count": args.rate})
+                    stop.wait(1.0)
+            except OSError as e:
+                feed_error.append(f"{e}")
 
         threading.Thread(target=feed, daemon=True).start()
         t0 = time.monotonic()
         samples: dict[str, list[tuple[float, float]]] = {n: [] for n in procs}
         with args.out.open("w") as csv:
-            csv.write("seconds," + ",".join(f"{n}_rss_mb" for n in procs) + "\n")
+            csv.write("seconds,completed," + ",".join(f"{n}_rss_mb" for n in procs) + "\n")
             while (elapsed := time.monotonic() - t0) < args.seconds:
-                row = []
+                if dev.process.poll() is not None or feed_error:
+                    raise RuntimeError(
+                        f"the dev server died (exit {dev.process.poll()}, feeder: {feed_error}): {dev.stderr()}"
+                    )
+                done = admin.get("/admin/stats").json()["tasks"]["completed"]
+                row = [str(done)]
                 for name, proc in procs.items():
                     if proc.poll() is not None:
                         raise RuntimeError(f"{name} worker exited with {proc.returncode}")
