@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use conductor_worker::host::ProcessBound;
-use conductor_worker::{Cancel, ClaimedTask, Error, TaskResult, TaskStatus, WorkerHealth};
+use conductor_worker::{Cancel, ClaimedTask, Error, TaskResult, WorkerHealth};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
@@ -75,18 +75,6 @@ impl PyWorker {
             cancel: Cancel::new(),
             mailbox: Arc::default(),
         }
-    }
-}
-
-fn parse_status(status: &str) -> PyResult<TaskStatus> {
-    match status {
-        "COMPLETED" => Ok(TaskStatus::Completed),
-        "FAILED" => Ok(TaskStatus::Failed),
-        "FAILED_WITH_TERMINAL_ERROR" => Ok(TaskStatus::FailedWithTerminalError),
-        "IN_PROGRESS" => Ok(TaskStatus::InProgress),
-        other => Err(PyValueError::new_err(format!(
-            "status must be COMPLETED, FAILED, FAILED_WITH_TERMINAL_ERROR or IN_PROGRESS, not {other:?}"
-        ))),
     }
 }
 
@@ -271,21 +259,19 @@ impl PyWorker {
         logs: Option<Vec<String>>,
     ) -> PyResult<()> {
         fork_check(&self.inner, "Worker")?;
-        let status = parse_status(status)?;
         let output = match output {
             Some(o) if !o.is_none() => json::object_from_py(o, "output")?,
             _ => serde_json::Map::new(),
         };
-        let t = &task.get().task;
-        let mut result = TaskResult::completed(&t.task_id, &t.workflow_instance_id, output);
-        result.status = status;
-        result.reason_for_incompletion = reason;
-        if status == TaskStatus::InProgress {
-            result.callback_after_seconds = Some(callback_after_seconds.unwrap_or(0));
-        }
-        for line in logs.unwrap_or_default() {
-            result.log(line);
-        }
+        let result = TaskResult::reported(
+            &task.get().task,
+            status,
+            output,
+            reason,
+            callback_after_seconds,
+            logs.unwrap_or_default(),
+        )
+        .map_err(errors::to_py)?;
         self.inner.complete(result).map_err(errors::to_py)
     }
 

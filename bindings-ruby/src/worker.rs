@@ -5,9 +5,7 @@
 use std::time::Duration;
 
 use conductor_worker::host::ProcessBound;
-use conductor_worker::{
-    Cancel, ClaimedTask, Error as CoreError, TaskResult, TaskStatus, WorkerHealth,
-};
+use conductor_worker::{Cancel, ClaimedTask, Error as CoreError, TaskResult, WorkerHealth};
 use magnus::value::ReprValue;
 use magnus::{Error, IntoValue, RArray, RHash, Ruby, Value, prelude::*};
 use tokio::runtime::Handle;
@@ -28,21 +26,6 @@ pub(crate) struct RbWorker {
     handle: Handle,
     /// Ends every wait of this worker for good: `interrupt`.
     interrupt: Cancel,
-}
-
-fn parse_status(ruby: &Ruby, status: &str) -> Result<TaskStatus, Error> {
-    match status {
-        "COMPLETED" => Ok(TaskStatus::Completed),
-        "FAILED" => Ok(TaskStatus::Failed),
-        "FAILED_WITH_TERMINAL_ERROR" => Ok(TaskStatus::FailedWithTerminalError),
-        "IN_PROGRESS" => Ok(TaskStatus::InProgress),
-        other => Err(Error::new(
-            ruby.exception_arg_error(),
-            format!(
-                "status must be COMPLETED, FAILED, FAILED_WITH_TERMINAL_ERROR or IN_PROGRESS, not {other:?}"
-            ),
-        )),
-    }
 }
 
 impl RbWorker {
@@ -148,26 +131,24 @@ impl RbWorker {
         logs: Option<Vec<String>>,
     ) -> Result<(), Error> {
         fork_check(&rb_self.inner, "Worker")?;
-        let status = parse_status(ruby, &status)?;
         let output = if output.is_nil() {
             serde_json::Map::new()
         } else {
             json::object_from_ruby(ruby, output, "output")?
         };
-        let t = &task.task;
-        let mut result = TaskResult::completed(&t.task_id, &t.workflow_instance_id, output);
-        result.status = status;
-        result.reason_for_incompletion = reason;
-        if status == TaskStatus::InProgress {
-            result.callback_after_seconds = Some(callback_after_seconds.unwrap_or(0));
-        }
-        for line in logs.unwrap_or_default() {
-            result.log(line);
-        }
+        let result = TaskResult::reported(
+            &task.task,
+            &status,
+            output,
+            reason,
+            callback_after_seconds,
+            logs.unwrap_or_default(),
+        )
+        .map_err(errors::to_ruby)?;
         if !task.mark_done() {
             return Err(errors::to_ruby(CoreError::UnknownTask {
                 worker: rb_self.inner.task_type().to_owned(),
-                task_id: t.task_id.clone(),
+                task_id: task.task.task_id.clone(),
             }));
         }
         let _guard = rb_self.handle.enter();

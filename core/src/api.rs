@@ -299,6 +299,52 @@ impl TaskResult {
         }
     }
 
+    /// The result a host executor (Python, Ruby) reports for `task`: `status` as the server
+    /// spells it (`COMPLETED`, `FAILED`, `FAILED_WITH_TERMINAL_ERROR` or `IN_PROGRESS`; any
+    /// other is an error naming it), `callback_after_seconds` for `IN_PROGRESS` (0 if not
+    /// given), and lines for the task's log.
+    ///
+    /// ```
+    /// # use conductor_worker::{Task, TaskResult, TaskStatus};
+    /// let task: Task = serde_json::from_str(r#"{"taskId":"t1","workflowInstanceId":"w1"}"#).unwrap();
+    /// let result = TaskResult::reported(&task, "IN_PROGRESS", Default::default(), None, None, vec!["half".into()]).unwrap();
+    /// assert_eq!((result.status, result.callback_after_seconds, result.logs.len()), (TaskStatus::InProgress, Some(0), 1));
+    /// assert!(TaskResult::reported(&task, "SCHEDULED", Default::default(), None, None, vec![]).is_err());
+    /// ```
+    pub fn reported(
+        task: &Task,
+        status: &str,
+        output: JsonObject,
+        reason: Option<String>,
+        callback_after_seconds: Option<u64>,
+        logs: Vec<String>,
+    ) -> crate::Result<Self> {
+        let status = match status {
+            "COMPLETED" => TaskStatus::Completed,
+            "FAILED" => TaskStatus::Failed,
+            "FAILED_WITH_TERMINAL_ERROR" => TaskStatus::FailedWithTerminalError,
+            "IN_PROGRESS" => TaskStatus::InProgress,
+            other => {
+                return Err(crate::Error::config(
+                    "status",
+                    other,
+                    "a worker reports COMPLETED, FAILED, FAILED_WITH_TERMINAL_ERROR or IN_PROGRESS",
+                ));
+            }
+        };
+        let mut result = Self {
+            output_data: output,
+            reason_for_incompletion: reason,
+            callback_after_seconds: (status == TaskStatus::InProgress)
+                .then(|| callback_after_seconds.unwrap_or(0)),
+            ..Self::new(&task.task_id, &task.workflow_instance_id, status)
+        };
+        for line in logs {
+            result.log(line);
+        }
+        Ok(result)
+    }
+
     /// Appends a line to the task's execution log.
     pub fn log(&mut self, line: impl Into<String>) -> &mut Self {
         let log = TaskExecLog::new(self.task_id.clone(), line);
