@@ -143,10 +143,17 @@ impl Deliveries {
         loop {
             attempt += 1;
             let started = Instant::now();
-            // A result without a live worker (journal replay, a worker gone) goes by
-            // `POST /api/tasks`: update-v2 would claim a next task that nobody runs, and handing
-            // it back costs a round trip and a redelivery.
-            let outcome = if origin.worker.strong_count() == 0 {
+            // A result without a live worker (journal replay, a worker gone) or of a worker that
+            // is stopping (SIGTERM, a deploy) goes by `POST /api/tasks`: update-v2 would claim a
+            // next task that nobody runs, and handing it back costs a round trip and a
+            // redelivery.
+            let no_next = origin.worker.upgrade().is_none_or(|w| {
+                matches!(
+                    *w.state.borrow(),
+                    super::WorkerState::Stopping | super::WorkerState::Stopped
+                )
+            });
+            let outcome = if no_next {
                 server.update_v1(&result).await
             } else {
                 server.update(&result).await
