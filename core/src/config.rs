@@ -594,7 +594,10 @@ impl Default for RuntimeOptions {
             journal: JournalConfig::Disabled,
             metrics_port: None,
             update_backoff: Backoff::new(Duration::from_millis(100), Duration::from_secs(30)),
-            poll_error_backoff: Backoff::new(Duration::from_millis(250), Duration::from_secs(30)),
+            // A short cap: when a server comes back, polling resumes within seconds (the first
+            // poll would otherwise wait most of a long step); the cost is one poll per few
+            // seconds per task type while it is down.
+            poll_error_backoff: Backoff::new(Duration::from_millis(250), Duration::from_secs(5)),
             auth_backoff: Backoff::new(Duration::from_secs(1), Duration::from_secs(60)),
             request_timeout: Duration::from_secs(30),
             poll_grace: Duration::from_secs(5),
@@ -602,7 +605,7 @@ impl Default for RuntimeOptions {
             token_refresh_interval: Duration::from_secs(45 * 60),
             ca_bundle: None,
             breaker_failure_threshold: 3,
-            breaker_reset: Duration::from_secs(30),
+            breaker_reset: Duration::from_secs(10),
         }
     }
 }
