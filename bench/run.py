@@ -600,7 +600,7 @@ def scenarios(s: Settings) -> list[Scenario]:
             s.cpu_tasks,
         )
     )
-    out.append(Scenario("idle", "idle: 10 task types, concurrency 1 each", "idle", "noop", 1))
+    out.append(Scenario("idle", "10 idle task types, concurrency 1 each", "idle", "noop", 1))
     out.append(
         Scenario(
             "multi",
@@ -949,6 +949,8 @@ def markdown(doc: dict[str, Any], scs: list[Scenario], progs: list[Program]) -> 
                     lines.append(f"| {p.label} | {c} | | | | | | | |")
                 continue
             partial = "" if c["tasks"] >= sc.tasks else f" (time box: {fmt(c['tasks'])} done)"
+            if c["tasks"] < 100:  # a stalled run: CPU per 1,000 tasks would be meaningless
+                c = {k: v for k, v in c.items() if k not in ("cpu_s_per_1000", "x_peer_cpu")}
             lines.append(
                 f"| {p.label} | {fmt(c['tasks_per_s'])}{partial} | {fmt(c.get('x_peer_rate'), '.1f', '×')} "
                 f"| {fmt(c.get('cpu_s_per_1000'), '.3f')} | {fmt(c.get('x_peer_cpu'), '.3f', '×')} "
