@@ -866,6 +866,8 @@ def annotate(scs: list[Scenario], progs: list[Program]) -> None:
             m = sc.results.get(p.key, {}).get("median")
             if not m:
                 continue
+            for key in ("x_peer_rate", "x_peer_cpu", "of_limit"):
+                m.pop(key, None)
             if best_rate and "tasks_per_s" in m:
                 m["x_peer_rate"] = m["tasks_per_s"] / best_rate
             if best_cpu and m.get("cpu_s_per_1000"):
@@ -1087,6 +1089,47 @@ def chart(path: Path, scs: list[Scenario], progs: list[Program], title: str) -> 
 # -- main ----------------------------------------------------------------------------------------
 
 
+def render(source: Path, out: Path) -> None:
+    """The markdown and the chart of a finished run, from its JSON (what the run measured is
+    not touched; titles come from the current scenario list)."""
+    doc = json.loads(source.read_text())
+    progs = [
+        Program(key, v["label"], [], v["family"], not_run=v["not_run"], multi_server=v["family"] != "peer")
+        for key, v in doc["programs"].items()
+    ]
+    titles = {sc.id: sc.title for sc in scenarios(Settings(**doc["settings"]))}
+    scs = []
+    for d in doc["scenarios"]:
+        keys = set(d["results"])
+        sc = Scenario(
+            d["id"],
+            titles.get(d["id"], d["title"]),
+            d["kind"],
+            d["work"],
+            d["concurrency"],
+            d["tasks"],
+            d["limit"],
+            programs=lambda p, keys=keys: p.key in keys,  # type: ignore[misc]
+            results=d["results"],
+            limit_tasks_per_s=d["limit_tasks_per_s"],
+            limit_runs=d["limit_runs"],
+            server_restarts=d.get("dev_server_restarts", 0),
+        )
+        scs.append(sc)
+    annotate(scs, progs)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".md").write_text(markdown(doc, scs, progs))
+    m = doc["machine"]
+    chart(
+        out.with_suffix(".png"),
+        scs,
+        progs,
+        f"tasks/s per scenario and runtime, {doc['date']}, {m['cores']} cores"
+        f"{' (QUICK MODE)' if doc['settings']['quick'] else ''}; dashed: physical limit or ideal",
+    )
+    log(f"rendered {out}.md and .png from {source}")
+
+
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(prog="bench/run.py", description=__doc__.splitlines()[0] if __doc__ else None)
     ap.add_argument("--quick", action="store_true", default=os.environ.get("BENCH_QUICK") == "1", help="smoke test")
@@ -1100,7 +1143,11 @@ def main(argv: list[str]) -> int:
         help="comma-separated program keys (rust,py-sync,py-async,py-process,rb-threads,rb-fibers,rb-ractors,peer-sync,peer-async)",
     )
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "latest"), help="output path without extension")
+    ap.add_argument("--render", metavar="JSON", help="only write the markdown and chart again from a results JSON")
     args = ap.parse_args(argv)
+    if args.render:
+        render(Path(args.render), Path(args.out))
+        return 0
     q = args.quick
     settings = Settings(
         quick=q,
