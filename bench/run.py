@@ -259,7 +259,9 @@ def ruby_status() -> tuple[list[str], str | None]:
         return [], "ruby is not installed"
     if not script.exists():
         return [], "bench/workers/ruby_worker.rb does not exist yet"
-    for extra in ([], ["-I", str(ROOT / "bindings-ruby" / "lib")]):
+    # This checkout's extension first (bench/setup.sh builds it), so an older installed gem
+    # is never measured by mistake.
+    for extra in (["-I", str(ROOT / "bindings-ruby" / "lib")], []):
         r = subprocess.run(
             ["ruby", *extra, "-e", 'require "conductor_worker"'],
             check=False,

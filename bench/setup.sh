@@ -15,6 +15,15 @@ step "release builds: conductor-devserver, conductor-loadgen, bench_worker"
 cargo build --release --quiet -p conductor-devserver --bins
 cargo build --release --quiet -p conductor-worker --example bench_worker
 
+need=(ruby ruby-dev libclang1-14 libclang-common-14-dev)
+if ! dpkg -s "${need[@]}" >/dev/null 2>&1; then
+  step "Debian packages: ${need[*]}"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+step "release build of the Ruby extension into bindings-ruby/lib (what rake compile does)"
+cargo build --release --quiet -p conductor-worker-ruby --target-dir target/ruby
+cp target/ruby/release/libconductor_worker_ruby.so bindings-ruby/lib/conductor_worker/conductor_worker_ruby.so
+
 if [ ! -x .venv/bin/python ]; then
   step "creating .venv"
   python3 -m venv .venv
