@@ -17,6 +17,7 @@ class TestConfigAndTelemetry < Minitest::Test
       -> { ConductorWorker.worker("a", threads: 0) { nil } } => /threads must be an Integer from 1 to 100000, not 0/,
       -> { ConductorWorker.worker("a", thread: 2) { nil } } => /unknown worker option :thread for "a"/,
       -> { ConductorWorker.worker("a", isolation: :processes) { nil } } => /isolation must be :threads, :fibers or :ractor/,
+      -> { ConductorWorker.worker("a", isolation: 5) { nil } } => /isolation must be :threads, :fibers or :ractor, not 5/,
       -> { ConductorWorker.worker("a", threads: 2, fibers: 5) { nil } } => /threads cannot be combined with isolation :fibers/,
       -> { ConductorWorker.worker("a", poll_interval: -1) { nil } } => /poll_interval must be a number of seconds >= 0/,
       -> { ConductorWorker.worker("") { nil } } => /task_type must be a non-empty String/,

@@ -51,7 +51,7 @@ module ConductorWorker
     private
 
     def pick_isolation(isolation, threads, fibers, ractors)
-      isolation = isolation&.to_sym
+      isolation = isolation.to_sym if isolation.respond_to?(:to_sym)
       isolation = :ractor if isolation == :ractors
       isolation ||= if ractors then :ractor
                     elsif fibers then :fibers
