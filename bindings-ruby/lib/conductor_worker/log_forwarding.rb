@@ -9,7 +9,8 @@ module ConductorWorker
   module LogForwarding
     LEVELS = { trace: Logger::DEBUG, debug: Logger::DEBUG, info: Logger::INFO,
                warn: Logger::WARN, error: Logger::ERROR }.freeze
-    NAMES = %w[debug debug info warn error fatal off].freeze
+    # By Logger level number: DEBUG (0) to UNKNOWN (5).
+    NAMES = %w[debug info warn error fatal off].freeze
 
     @lock = Mutex.new
     @pid = nil
