@@ -239,6 +239,7 @@ class Binder:
         self.task_params: list[str] = []
         self.params: list[tuple[str, Converter, Any, bool]] = []  # name, conv, default, positional
         self.var_keyword = False
+        self.takes_nothing = False
 
     def _resolve(self) -> None:
         signature = inspect.signature(self.func)
@@ -257,6 +258,8 @@ class Binder:
             positional = p.kind is inspect.Parameter.POSITIONAL_ONLY
             self.params.append((p.name, converter(hint), p.default, positional))
         self.whole_task = len(named) == 1 and len(self.task_params) == 1
+        # No parameters at all: the input is never converted to Python objects.
+        self.takes_nothing = not named and not self.var_keyword
         self._ready = True
 
     def bind(self, task: Task, input_data: dict[str, Any] | None = None) -> tuple[list[Any], dict[str, Any]]:
@@ -264,9 +267,11 @@ class Binder:
             self._resolve()
         if self.whole_task:
             return [task], {}
+        if self.takes_nothing:
+            return [], {}
         data = task.input_data if input_data is None else input_data
         args: list[Any] = []
-        kwargs: dict[str, Any] = {name: task for name in self.task_params}
+        kwargs: dict[str, Any] = dict.fromkeys(self.task_params, task) if self.task_params else {}
         for name, conv, default, positional in self.params:
             raw = data.get(name, _MISSING)
             if raw is not _MISSING and not (raw is None and default is not _MISSING):
