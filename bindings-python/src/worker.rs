@@ -1,6 +1,6 @@
 //! `Worker`: what Python executors pull tasks from and hand results to.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -170,8 +170,8 @@ impl PyWorker {
     }
 
     /// The file descriptor an asyncio loop watches (`loop.add_reader`) to learn that
-    /// `request_tasks` has answered: read it empty, then call `take_requested()`. The worker
-    /// owns the descriptor; do not close it.
+    /// `request_tasks` has answered: then call `take_requested()`, which also reads it empty.
+    /// The worker owns the descriptor; do not close it.
     fn wakeup_fd(&self) -> PyResult<i32> {
         fork_check(&self.inner, "Worker")?;
         let mut mailbox = lock(&self.mailbox);
@@ -215,8 +215,14 @@ impl PyWorker {
 
     /// What `request_tasks` left: `(tasks, slots answered, stopped)`. `slots answered` adds up
     /// the `max` of every request answered since the last call, whether or not it brought tasks.
+    /// Reads the wake-up descriptor empty.
     fn take_requested(&self) -> (Vec<PyTask>, usize, bool) {
         let mut mailbox = lock(&self.mailbox);
+        if let Some((reader, _)) = &mailbox.wakeup {
+            // Under the lock: a request answered after this writes a new byte.
+            let mut buf = [0_u8; 256];
+            while matches!((&*reader).read(&mut buf), Ok(n) if n == buf.len()) {}
+        }
         mailbox.woken = false;
         let tasks = std::mem::take(&mut mailbox.tasks);
         let answered = std::mem::take(&mut mailbox.answered);
