@@ -8,6 +8,7 @@ import os
 import threading
 import time
 
+import pytest
 from conductor_worker import Runner, current_task, worker
 
 from conftest import Dev, unique, wait_for
@@ -73,6 +74,45 @@ def test_an_async_worker_holds_1000_tasks_in_flight_on_one_loop(dev: Dev) -> Non
     assert peak == 1000
     assert len(loops) == 1 and len(threads) == 1
     assert elapsed < 20, elapsed
+
+
+class CountingLoop(asyncio.SelectorEventLoop):
+    """A loop of the user's choosing (as uvloop's would be), counting the tasks it creates."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.created = 0
+
+    def create_task(self, coro, **kwargs):  # type: ignore[no-untyped-def]
+        self.created += 1
+        return super().create_task(coro, **kwargs)
+
+
+def test_async_workers_run_on_the_loop_that_loop_factory_makes(dev: Dev) -> None:
+    task_type = unique("ownloop")
+    made: list[CountingLoop] = []
+
+    def factory() -> CountingLoop:
+        made.append(CountingLoop())
+        return made[-1]
+
+    @worker(task_type, concurrency=5, **FAST)
+    async def where() -> dict:
+        await asyncio.sleep(0.01)
+        return {"loop": type(asyncio.get_running_loop()).__name__}
+
+    ids = dev.run_tasks(task_type, [{}] * 6)
+    with Runner([where], servers=[dev.api_url], journal="off", loop_factory=factory):
+        outputs = [dev.task_of(i)["outputData"] for i in ids]
+    assert outputs == [{"loop": "CountingLoop"}] * 6
+    assert len(made) == 1 and made[0].created >= 6 and made[0].is_closed()
+
+    with pytest.raises(TypeError, match="loop_factory must be callable"):
+        Runner([where], servers=[dev.api_url], loop_factory="uvloop")  # type: ignore[arg-type]
+    runner = Runner([where], servers=[dev.api_url], journal="off", loop_factory=lambda: None)  # type: ignore[arg-type,return-value]
+    with pytest.raises(TypeError, match="loop_factory must return an asyncio event loop, not None"):
+        runner.start()
+    assert runner.state == "stopped"
 
 
 def cpu_bound(n: int) -> dict:

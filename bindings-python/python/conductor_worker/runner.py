@@ -106,6 +106,8 @@ class Runner:
     ``~/.local/state/conductor-worker/journal.jsonl``. ``stop_timeout``: how long ``stop()``
     and Ctrl-C let running tasks finish. ``mp_context``: the multiprocessing context of
     ``isolation="process"`` pools (default: the program's own start method).
+    ``loop_factory``: makes the event loop that runs ``async def`` workers (default
+    ``asyncio.new_event_loop``; ``uvloop.new_event_loop`` has less overhead per task).
 
     As a context manager it starts on entry and stops (draining) on exit.
     """
@@ -120,7 +122,11 @@ class Runner:
         request_timeout: float | None = None,
         stop_timeout: float = 30.0,
         mp_context: Any = None,
+        loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None,
     ) -> None:
+        if loop_factory is not None and not callable(loop_factory):
+            raise TypeError(f"loop_factory must be callable (like asyncio.new_event_loop), not {loop_factory!r}")
+        self._loop_factory = loop_factory or asyncio.new_event_loop
         self._specs = [spec_of(w) for w in workers] if workers is not None else None
         if isinstance(servers, (str, Server)):
             servers = [servers]
@@ -189,11 +195,12 @@ class Runner:
             self._executors.append(_Executor(spec, native))
         for listener in self._listeners:
             runtime.add_listener(_batch_listener(listener))
+        async_executors = [e for e in self._executors if e.spec.is_async]
+        loop = self._new_loop() if async_executors else None
         self._runtime = runtime
         runtime.start()
-        async_executors = [e for e in self._executors if e.spec.is_async]
-        if async_executors:
-            self._start_loop(async_executors)
+        if loop is not None:
+            self._start_loop(loop, async_executors)
         for ex in self._executors:
             if ex.spec.is_async:
                 continue
@@ -418,8 +425,13 @@ class Runner:
 
     # -- asyncio executors -------------------------------------------------------------------
 
-    def _start_loop(self, executors: list[_Executor]) -> None:
-        loop = asyncio.new_event_loop()
+    def _new_loop(self) -> asyncio.AbstractEventLoop:
+        loop = self._loop_factory()
+        if not isinstance(loop, asyncio.AbstractEventLoop):
+            raise TypeError(f"loop_factory must return an asyncio event loop, not {loop!r}")
+        return loop
+
+    def _start_loop(self, loop: asyncio.AbstractEventLoop, executors: list[_Executor]) -> None:
         self._loop = loop
         ready = threading.Event()
 
@@ -459,7 +471,8 @@ class _AsyncDispatcher:
         self.asked = 0
         self.stopping = False
         self.done: asyncio.Future[None] = loop.create_future()
-        self.tasks: set[asyncio.Task[Any]] = set()
+        # The loop keeps only weak references to its tasks.
+        self.running: dict[Task, asyncio.Task[None]] = {}
         self.fd = ex.native.wakeup_fd()
 
     async def run(self) -> None:
@@ -491,7 +504,7 @@ class _AsyncDispatcher:
             self.stopping = True
         self.in_flight += len(tasks)
         for task in tasks:
-            self.tasks.add(self.loop.create_task(self._execute(task)))
+            self.running[task] = self.loop.create_task(self._execute(task))
         self._refill()
         self._check_done()
 
@@ -518,7 +531,7 @@ class _AsyncDispatcher:
             logger.exception("cannot report the result of task %s", task.task_id)
         finally:
             # Here rather than in a done callback: one loop callback less per task.
-            self.tasks.discard(asyncio.current_task())
+            self.running.pop(task, None)
             self.in_flight -= 1
             self._refill()
             self._check_done()
