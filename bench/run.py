@@ -539,6 +539,29 @@ def loadgen(server: DevServer, tasks: int) -> float:
     return float(m.group(1))
 
 
+def asyncio_alone(concurrency: int, tasks: int, sleep_ms: int) -> float:
+    r = subprocess.run(
+        [
+            str(ROOT / ".venv" / "bin" / "python"),
+            str(ROOT / "bench" / "asyncio_alone.py"),
+            "--concurrency",
+            str(concurrency),
+            "--tasks",
+            str(tasks),
+            "--sleep-ms",
+            str(sleep_ms),
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    m = re.search(r"([0-9.]+) tasks/s", r.stdout)
+    if r.returncode != 0 or not m:
+        raise RuntimeError(f"asyncio_alone.py failed ({r.returncode}): {r.stdout[-500:]} {r.stderr[-500:]}")
+    return float(m.group(1))
+
+
 def median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
     med: dict[str, Any] = {}
     for key in ("tasks_per_s", "cpu_s_per_1000", "cores_busy", "peak_rss_mb", "procs", "threads", "ready_s"):
@@ -566,6 +589,8 @@ class Scenario:
     results: dict[str, Any] = field(default_factory=dict)
     limit_tasks_per_s: float | None = None
     limit_runs: list[float] = field(default_factory=list)
+    # Sleep scenarios: the same tasks on a bare asyncio loop, no server (bench/asyncio_alone.py).
+    asyncio_alone_runs: list[float] = field(default_factory=list)
     server_restarts: int = 0
 
 
@@ -641,6 +666,9 @@ def run_drain_scenario(
         if sc.limit == "loadgen":
             sc.limit_runs.append(attempt([server], lambda: loadgen(server, limit_tasks)))
             log(f"{sc.id} run {i + 1}: loadgen {sc.limit_runs[-1]:,.0f} tasks/s")
+        if sc.work.startswith("sleep:") and any(p.asyncio for p in progs):
+            sc.asyncio_alone_runs.append(asyncio_alone(sc.concurrency, sc.tasks, int(sc.work.split(":")[1])))
+            log(f"{sc.id} run {i + 1}: asyncio alone {sc.asyncio_alone_runs[-1]:,.0f} tasks/s")
         for p in progs:
             if p.key in errors:
                 continue
@@ -921,6 +949,13 @@ def markdown(doc: dict[str, Any], scs: list[Scenario], progs: list[Program]) -> 
     for sc in drains:
         limit_row.append(fmt(sc.limit_tasks_per_s) + (" (ideal)" if sc.limit == "ideal" else ""))
     lines.append("| " + " | ".join(limit_row) + " |")
+    if any(sc.asyncio_alone_runs for sc in drains):
+        alone_row = ["bare asyncio loop, no server (the ceiling of asyncio)"]
+        for sc in drains:
+            rate = statistics.median(sc.asyncio_alone_runs) if sc.asyncio_alone_runs else None
+            share = f" ({100 * rate / sc.limit_tasks_per_s:.0f} %)" if rate and sc.limit_tasks_per_s else ""
+            alone_row.append(fmt(rate) + share)
+        lines.append("| " + " | ".join(alone_row) + " |")
     for p in progs:
         row = [p.label]
         for sc in drains:
@@ -941,6 +976,13 @@ def markdown(doc: dict[str, Any], scs: list[Scenario], progs: list[Program]) -> 
             + (f"; {limit_name}: {fmt(sc.limit_tasks_per_s)} tasks/s" if limit_name else "")
             + "."
         )
+        if sc.asyncio_alone_runs and sc.limit_tasks_per_s:
+            rate = statistics.median(sc.asyncio_alone_runs)
+            lines.append(
+                f"The same {sc.concurrency:,} sleeps on a bare asyncio loop of this Python, with no server and no "
+                f"worker (`bench/asyncio_alone.py`): {fmt(rate)} tasks/s, {100 * rate / sc.limit_tasks_per_s:.0f} % "
+                "of ideal: no asyncio worker can pass that here."
+            )
         lines += [
             "",
             "| runtime | tasks/s | × peer | CPU s / 1,000 tasks | CPU × peer | cores busy | peak RSS MB | procs / threads | of limit |",
@@ -1115,6 +1157,7 @@ def render(source: Path, out: Path) -> None:
             results=d["results"],
             limit_tasks_per_s=d["limit_tasks_per_s"],
             limit_runs=d["limit_runs"],
+            asyncio_alone_runs=d.get("asyncio_alone_runs", []),
             server_restarts=d.get("dev_server_restarts", 0),
         )
         scs.append(sc)
@@ -1224,6 +1267,7 @@ def main(argv: list[str]) -> int:
                 "limit": sc.limit,
                 "limit_tasks_per_s": sc.limit_tasks_per_s,
                 "limit_runs": sc.limit_runs,
+                "asyncio_alone_runs": sc.asyncio_alone_runs,
                 "dev_server_restarts": sc.server_restarts,
                 "results": sc.results,
             }

@@ -180,6 +180,10 @@ reliability_tests() {
   pytest_tier "fault matrix" tests/faults
 }
 
+# ---- benchmark tools (tests/bench) -------------------------------------------------------------
+# The parts of bench/ whose numbers the README quotes as limits.
+bench_tool_tests() { pytest_tier "benchmark tools" tests/bench; }
+
 print_summary() {
   step "summary"
   printf '%s\n' "${SUMMARY[@]}"
@@ -196,6 +200,7 @@ contract_devserver
 contract_conductor
 python_binding_tests
 ruby_tests
+bench_tool_tests
 reliability_tests
 print_summary
 echo "total $(($(now) - t_start)) s"
