@@ -157,7 +157,11 @@ mod tests {
         // SAFETY: waits for the child made above.
         assert_eq!(unsafe { libc::waitpid(child, &mut status, 0) }, child);
         assert!(libc::WIFEXITED(status), "the child did not exit: {status}");
-        assert_eq!(libc::WEXITSTATUS(status), 0, "the child saw the wrong process");
+        assert_eq!(
+            libc::WEXITSTATUS(status),
+            0,
+            "the child saw the wrong process"
+        );
         assert_eq!(inherited.check(), Ok(&7));
     }
 }
