@@ -107,7 +107,7 @@ class Runner:
     and Ctrl-C let running tasks finish. ``mp_context``: the multiprocessing context of
     ``isolation="process"`` pools (default: the program's own start method).
     ``loop_factory``: makes the event loop that runs ``async def`` workers (default
-    ``asyncio.new_event_loop``; ``uvloop.new_event_loop`` has less overhead per task).
+    ``asyncio.new_event_loop``; e.g. ``uvloop.new_event_loop``).
 
     As a context manager it starts on entry and stops (draining) on exit.
     """
@@ -521,10 +521,8 @@ class _AsyncDispatcher:
                 return
             try:
                 value = await spec.func(*args, **kwargs)
-            except TaskInProgress as e:
-                _send(ex, task, "IN_PROGRESS", e.output, None, e.callback_after_seconds, ctx.logs)
             except Exception as e:
-                _failure(ex, task, e, ctx.logs)
+                _raised(ex, task, e, ctx.logs)
             else:
                 _success(ex, task, value, ctx.logs)
         except Exception:
@@ -575,8 +573,10 @@ def _fail_input(ex: _Executor, task: Task, e: InputMismatch) -> None:
     _send(ex, task, "FAILED_WITH_TERMINAL_ERROR", reason=reason)
 
 
-def _failure(ex: _Executor, task: Task, e: BaseException, logs: list[str]) -> None:
-    if isinstance(e, NonRetryableError):
+def _raised(ex: _Executor, task: Task, e: BaseException, logs: list[str]) -> None:
+    if isinstance(e, TaskInProgress):
+        _send(ex, task, "IN_PROGRESS", e.output, None, e.callback_after_seconds, logs)
+    elif isinstance(e, NonRetryableError):
         _send(ex, task, "FAILED_WITH_TERMINAL_ERROR", reason=str(e) or type(e).__name__, logs=logs)
     else:
         reason = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
@@ -602,10 +602,8 @@ def _execute(ex: _Executor, task: Task) -> None:
             return
         try:
             value = spec.func(*args, **kwargs)
-        except TaskInProgress as e:
-            _send(ex, task, "IN_PROGRESS", e.output, None, e.callback_after_seconds, ctx.logs)
         except Exception as e:
-            _failure(ex, task, e, ctx.logs)
+            _raised(ex, task, e, ctx.logs)
         else:
             _success(ex, task, value, ctx.logs)
     except Exception:
