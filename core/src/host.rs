@@ -53,8 +53,8 @@ pub fn process_runtime() -> std::io::Result<Handle> {
 }
 
 /// Forks this process's memory has gone through, counted by a `pthread_atfork` handler: a
-/// process-identity check on every call from a host language must not cost a `getpid` system
-/// call (it was two thirds of handing a result to the core).
+/// process-identity check on every call from a host language (several per task) must not cost
+/// a `getpid` system call each.
 static FORKS: AtomicU32 = AtomicU32::new(0);
 static WATCH_FORKS: Once = Once::new();
 static FORKS_WATCHED: AtomicBool = AtomicBool::new(false);
