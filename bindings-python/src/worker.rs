@@ -10,7 +10,7 @@ use conductor_worker::host::ProcessBound;
 use conductor_worker::{Cancel, ClaimedTask, Error, TaskResult, WorkerHealth};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList};
+use pyo3::types::PyDict;
 use tokio::runtime::Handle;
 
 use crate::errors;
@@ -235,23 +235,6 @@ impl PyWorker {
         )
     }
 
-    /// Waits for up to `max` tasks without blocking the caller, then calls `deliver(tasks)`
-    /// from a thread of the runtime's blocking pool (`None` when the worker stops). For
-    /// asyncio: `deliver` is typically `loop.call_soon_threadsafe` bound to a future.
-    fn poll_async(&self, max: usize, deliver: Py<PyAny>) -> PyResult<()> {
-        fork_check(&self.inner, "Worker")?;
-        let (worker, cancel) = ((*self.inner).clone(), self.cancel.clone());
-        let handle = self.handle.clone();
-        self.handle.spawn(async move {
-            let result = worker
-                .next_tasks_cancellable(max.max(1), None, Some(&cancel))
-                .await;
-            // Never take the GIL on a tokio worker thread: it would stall every other task.
-            handle.spawn_blocking(move || deliver_tasks(&worker, deliver, result, &cancel));
-        });
-        Ok(())
-    }
-
     /// Hands back the result of `task`; never blocks. Raises TypeError/ValueError (and sends
     /// nothing) if `output` is not JSON, so the caller can fail the task instead.
     #[pyo3(signature = (task, status, output=None, reason=None, callback_after_seconds=None, logs=None))]
@@ -304,53 +287,6 @@ impl PyWorker {
     fn health<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         health_dict(py, &self.inner.health())
     }
-}
-
-fn deliver_tasks(
-    worker: &conductor_worker::Worker,
-    deliver: Py<PyAny>,
-    result: conductor_worker::Result<Vec<ClaimedTask>>,
-    cancel: &Cancel,
-) {
-    let tasks = match result {
-        Ok(tasks) if tasks.is_empty() && cancel.is_cancelled() => None,
-        Ok(tasks) => Some(tasks),
-        Err(Error::NotRunning(_)) => None,
-        Err(e) => {
-            tracing::error!(error = %e, task_type = worker.task_type(), "waiting for tasks failed");
-            None
-        }
-    };
-    let ids: Vec<(String, String)> = tasks
-        .iter()
-        .flatten()
-        .map(|c| (c.task.task_id.clone(), c.task.workflow_instance_id.clone()))
-        .collect();
-    let delivered = Python::try_attach(|py| {
-        let value: Py<PyAny> = match tasks {
-            Some(tasks) => {
-                let list = PyList::empty(py);
-                for t in tasks {
-                    list.append(Py::new(py, PyTask::new(t))?)?;
-                }
-                list.into_any().unbind()
-            }
-            None => py.None(),
-        };
-        deliver.call1(py, (value,)).map(|_| ())
-    });
-    let failure = match delivered {
-        Some(Ok(())) => return,
-        Some(Err(e)) => e.to_string(),
-        None => "the Python interpreter is shutting down".to_owned(),
-    };
-    // Tasks nobody will run: fail them now so the server retries them elsewhere, rather than
-    // leaving them claimed (and their leases extended) until the process exits.
-    for (id, wf) in ids {
-        let reason = format!("the worker could not hand the task to Python: {failure}");
-        let _ = worker.complete(TaskResult::failed(&id, &wf, reason));
-    }
-    tracing::error!(error = %failure, task_type = worker.task_type(), "tasks could not be handed to Python");
 }
 
 pub(crate) fn health_dict<'py>(py: Python<'py>, h: &WorkerHealth) -> PyResult<Bound<'py, PyDict>> {
