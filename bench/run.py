@@ -510,9 +510,19 @@ def drain(
     return result
 
 
+def measured_rate(what: str, argv: list[str]) -> float:
+    """Runs ``what``, a measuring program that prints ``<rate> tasks/s``; its rate."""
+    r = subprocess.run(argv, check=False, capture_output=True, text=True, timeout=300)
+    m = re.search(r"([0-9.]+) tasks/s", r.stdout)
+    if r.returncode != 0 or not m:
+        raise RuntimeError(f"{what} failed ({r.returncode}): {r.stdout[-500:]} {r.stderr[-500:]}")
+    return float(m.group(1))
+
+
 def loadgen(server: DevServer, tasks: int) -> float:
     task_type = f"limit_{next(_ids)}_{os.getpid()}"
-    r = subprocess.run(
+    return measured_rate(
+        "conductor-loadgen",
         [
             str(RELEASE / "conductor-loadgen"),
             "--url",
@@ -528,19 +538,12 @@ def loadgen(server: DevServer, tasks: int) -> float:
             "--timeout-ms",
             "100",
         ],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=300,
     )
-    m = re.search(r"([0-9.]+) tasks/s", r.stdout)
-    if r.returncode != 0 or not m:
-        raise RuntimeError(f"loadgen failed ({r.returncode}): {r.stdout[-500:]} {r.stderr[-500:]}")
-    return float(m.group(1))
 
 
 def asyncio_alone(concurrency: int, tasks: int, sleep_ms: int) -> float:
-    r = subprocess.run(
+    return measured_rate(
+        "asyncio_alone.py",
         [
             str(ROOT / ".venv" / "bin" / "python"),
             str(ROOT / "bench" / "asyncio_alone.py"),
@@ -551,15 +554,7 @@ def asyncio_alone(concurrency: int, tasks: int, sleep_ms: int) -> float:
             "--sleep-ms",
             str(sleep_ms),
         ],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=300,
     )
-    m = re.search(r"([0-9.]+) tasks/s", r.stdout)
-    if r.returncode != 0 or not m:
-        raise RuntimeError(f"asyncio_alone.py failed ({r.returncode}): {r.stdout[-500:]} {r.stderr[-500:]}")
-    return float(m.group(1))
 
 
 def median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:

@@ -7,8 +7,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Server, count, init_tracing, temp_dir};
-use conductor_worker::{JournalConfig, Runtime, TaskResult, WorkerOptions};
+use common::{Server, claim, complete_all, count, init_tracing, temp_dir};
+use conductor_worker::{JournalConfig, Runtime, WorkerOptions};
 use serde_json::{Map, json};
 
 fn worker(task_type: &str, concurrency: usize) -> WorkerOptions {
@@ -33,19 +33,9 @@ async fn journal_replay_at_start_claims_no_tasks() {
     let runtime = Runtime::new(options.clone()).unwrap();
     let w = runtime.add_worker(worker("replay", 5)).unwrap();
     runtime.start().await.unwrap();
-    let mut claimed = Vec::new();
-    while claimed.len() < 5 {
-        claimed.extend(w.next_tasks(5, Some(Duration::from_secs(5))).await.unwrap());
-    }
+    let claimed = claim(&w, 5).await;
     server.faults(json!({"fail_rate": {"update": 1.0}})).await;
-    for c in &claimed {
-        w.complete(TaskResult::completed(
-            &c.task.task_id,
-            &c.task.workflow_instance_id,
-            Map::new(),
-        ))
-        .unwrap();
-    }
+    complete_all(&w, &claimed, &Map::new());
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(runtime.kill().await.journalled_results, 5);
     server.reset_faults().await;
@@ -80,23 +70,13 @@ async fn results_sent_while_stopping_claim_no_next_task() {
     let runtime = Runtime::new(server.options()).unwrap();
     let w = runtime.add_worker(worker("draining", 4)).unwrap();
     runtime.start().await.unwrap();
-    let mut claimed = Vec::new();
-    while claimed.len() < 4 {
-        claimed.extend(w.next_tasks(4, Some(Duration::from_secs(5))).await.unwrap());
-    }
+    let claimed = claim(&w, 4).await;
     // Running tasks finish while the runtime drains.
     let finisher = {
         let w = w.clone();
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(300)).await;
-            for c in &claimed {
-                w.complete(TaskResult::completed(
-                    &c.task.task_id,
-                    &c.task.workflow_instance_id,
-                    Map::new(),
-                ))
-                .unwrap();
-            }
+            complete_all(&w, &claimed, &Map::new());
         })
     };
     let before = server.stats().await;

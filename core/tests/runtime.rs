@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{Server, count, init_tracing, temp_dir};
+use common::{Server, claim, complete_all, count, init_tracing, temp_dir};
 use conductor_worker::telemetry::Event;
 use conductor_worker::{JournalConfig, Runtime, TaskOutcome, TaskResult, WorkerOptions};
 use serde_json::{Map, json};
@@ -302,19 +302,9 @@ async fn kill_journals_and_the_next_start_delivers() {
         .add_worker(worker("killed").concurrency(3).lease_extend(false))
         .unwrap();
     runtime.start().await.unwrap();
-    let mut claimed = Vec::new();
-    while claimed.len() < 3 {
-        claimed.extend(w.next_tasks(3, Some(Duration::from_secs(5))).await.unwrap());
-    }
+    let claimed = claim(&w, 3).await;
     server.faults(json!({"fail_rate": {"update": 1.0}})).await;
-    for c in &claimed {
-        w.complete(TaskResult::completed(
-            &c.task.task_id,
-            &c.task.workflow_instance_id,
-            echo_output(3),
-        ))
-        .unwrap();
-    }
+    complete_all(&w, &claimed, &echo_output(3));
     tokio::time::sleep(Duration::from_millis(300)).await;
     let report = runtime.kill().await;
     assert_eq!(report.journalled_results, 3);

@@ -146,6 +146,21 @@ class TestConfigAndTelemetry < Minitest::Test
     server&.stop
   end
 
+  def test_the_core_collects_at_the_loggers_level_unless_log_level_says_otherwise
+    saved = ConductorWorker.logger
+    levels = [Logger::DEBUG, Logger::INFO, Logger::WARN, Logger::ERROR, Logger::FATAL, Logger::UNKNOWN]
+    seen = levels.map do |level|
+      ConductorWorker.logger = Logger.new(StringIO.new, level: level)
+      ConductorWorker::LogForwarding.core_level
+    end
+    assert_equal %i[debug info warn error fatal off], seen
+    ConductorWorker.log_level = :trace
+    assert_equal :trace, ConductorWorker::LogForwarding.core_level
+  ensure
+    ConductorWorker.logger = saved
+    ConductorWorker.log_level = nil
+  end
+
   def test_core_logs_reach_the_ruby_logger
     out = StringIO.new
     saved = ConductorWorker.logger

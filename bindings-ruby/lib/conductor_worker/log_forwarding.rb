@@ -19,8 +19,7 @@ module ConductorWorker
       # Makes the core collect records at the logger's level (or ConductorWorker.log_level)
       # and starts the forwarding thread of this process if it is not running.
       def start
-        level = ConductorWorker.log_level || NAMES.fetch(ConductorWorker.logger.level, "off")
-        Native.collect_logs(level.to_s)
+        Native.collect_logs(core_level.to_s)
         @lock.synchronize do
           return if @pid == Process.pid && @thread&.alive?
 
@@ -28,6 +27,11 @@ module ConductorWorker
           @thread = Thread.new { forward }
           @thread.name = "cw-logs"
         end
+      end
+
+      # The level the core collects at: ConductorWorker.log_level, else the logger's own.
+      def core_level
+        ConductorWorker.log_level || NAMES.fetch(ConductorWorker.logger.level, "off").to_sym
       end
 
       private

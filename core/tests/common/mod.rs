@@ -5,8 +5,8 @@
 use std::time::{Duration, Instant};
 
 use conductor_devserver::{Config, DevServer};
-use conductor_worker::{RuntimeOptions, ServerConfig};
-use serde_json::{Value, json};
+use conductor_worker::{ClaimedTask, RuntimeOptions, ServerConfig, TaskResult, Worker};
+use serde_json::{Map, Value, json};
 
 pub struct Server {
     pub dev: DevServer,
@@ -141,6 +141,34 @@ impl Server {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+}
+
+/// Exactly `n` tasks of `worker`, however many polls that takes.
+pub async fn claim(worker: &Worker, n: usize) -> Vec<ClaimedTask> {
+    let mut claimed = Vec::new();
+    while claimed.len() < n {
+        let more = n - claimed.len();
+        claimed.extend(
+            worker
+                .next_tasks(more, Some(Duration::from_secs(5)))
+                .await
+                .unwrap(),
+        );
+    }
+    claimed
+}
+
+/// Completes every task in `claimed` with `output`.
+pub fn complete_all(worker: &Worker, claimed: &[ClaimedTask], output: &Map<String, Value>) {
+    for c in claimed {
+        worker
+            .complete(TaskResult::completed(
+                &c.task.task_id,
+                &c.task.workflow_instance_id,
+                output.clone(),
+            ))
+            .unwrap();
     }
 }
 
