@@ -164,6 +164,11 @@ pub struct Task {
     /// Milliseconds since the epoch of the first poll.
     #[serde(default, deserialize_with = "null_as_default")]
     pub start_time: i64,
+    /// Where the server stored this task's input instead of sending it (the input was larger
+    /// than its threshold). The runtime downloads it into `input_data` before any executor sees
+    /// the task, and keeps the path here for reference.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_input_payload_storage_path: Option<String>,
 }
 
 fn status_or_default<'de, D: Deserializer<'de>>(de: D) -> Result<TaskStatus, D::Error> {
@@ -241,6 +246,10 @@ pub struct TaskResult {
     /// `true` turns the update into a pure lease renewal.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub extend_lease: bool,
+    /// Where the output was uploaded instead of being sent in `output_data` (set by the update
+    /// pipeline for outputs above the external payload threshold, never by task code).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_output_payload_storage_path: Option<String>,
 }
 
 impl TaskResult {
@@ -255,6 +264,7 @@ impl TaskResult {
             logs: Vec::new(),
             worker_id: None,
             extend_lease: false,
+            external_output_payload_storage_path: None,
         }
     }
 
@@ -343,6 +353,33 @@ impl TaskResult {
             result.log(line);
         }
         Ok(result)
+    }
+
+    /// This result with its output replaced by the `path` it was uploaded to (the output
+    /// itself is not copied).
+    ///
+    /// ```
+    /// # use conductor_worker::TaskResult;
+    /// let mut output = serde_json::Map::new();
+    /// output.insert("big".into(), "x".into());
+    /// let sent = TaskResult::completed("t1", "w1", output).with_external_output("k.json".into());
+    /// let json = serde_json::to_value(&sent).unwrap();
+    /// assert_eq!(json["externalOutputPayloadStoragePath"], "k.json");
+    /// assert_eq!(json["outputData"], serde_json::json!({}));
+    /// ```
+    pub fn with_external_output(&self, path: String) -> Self {
+        Self {
+            task_id: self.task_id.clone(),
+            workflow_instance_id: self.workflow_instance_id.clone(),
+            status: self.status,
+            output_data: JsonObject::new(),
+            reason_for_incompletion: self.reason_for_incompletion.clone(),
+            callback_after_seconds: self.callback_after_seconds,
+            logs: self.logs.clone(),
+            worker_id: self.worker_id.clone(),
+            extend_lease: self.extend_lease,
+            external_output_payload_storage_path: Some(path),
+        }
     }
 
     /// Appends a line to the task's execution log.

@@ -585,6 +585,12 @@ pub struct RuntimeOptions {
     pub breaker_failure_threshold: u32,
     /// An open breaker lets one probe poll through after this long.
     pub breaker_reset: Duration,
+    /// A result whose output is larger than this (KB of JSON) is uploaded to the server's
+    /// external payload storage where it takes uploads, and sent inline otherwise (the server
+    /// then stores it itself). The default is the server's own threshold
+    /// (`conductor.app.taskOutputPayloadSizeThreshold`); environment:
+    /// `CONDUCTOR_WORKER_EXTERNAL_PAYLOAD_THRESHOLD_KB`.
+    pub external_payload_threshold_kb: u64,
 }
 
 impl Default for RuntimeOptions {
@@ -606,9 +612,13 @@ impl Default for RuntimeOptions {
             ca_bundle: None,
             breaker_failure_threshold: 3,
             breaker_reset: Duration::from_secs(10),
+            external_payload_threshold_kb: DEFAULT_EXTERNAL_PAYLOAD_THRESHOLD_KB,
         }
     }
 }
+
+/// The server's default soft limit for task outputs, in KB.
+pub const DEFAULT_EXTERNAL_PAYLOAD_THRESHOLD_KB: u64 = 3072;
 
 impl RuntimeOptions {
     /// Options for `servers`, journal off.
@@ -617,6 +627,35 @@ impl RuntimeOptions {
             servers,
             ..Self::default()
         }
+    }
+
+    /// Sets [`external_payload_threshold_kb`](Self::external_payload_threshold_kb), as a
+    /// binding's `external_payload_threshold_kb` option does: 0 is refused, naming the option.
+    ///
+    /// ```
+    /// # use conductor_worker::RuntimeOptions;
+    /// let mut options = RuntimeOptions::default();
+    /// options.set_external_payload_threshold_kb(512).unwrap();
+    /// assert_eq!(options.external_payload_threshold_bytes(), 512 * 1024);
+    /// let err = options.set_external_payload_threshold_kb(0).unwrap_err().to_string();
+    /// assert!(err.contains("external_payload_threshold_kb"), "{err}");
+    /// ```
+    pub fn set_external_payload_threshold_kb(&mut self, kb: u64) -> Result<()> {
+        if kb == 0 {
+            return Err(Error::config(
+                "external_payload_threshold_kb",
+                "0",
+                "expected a number of KB from 1",
+            ));
+        }
+        self.external_payload_threshold_kb = kb;
+        Ok(())
+    }
+
+    /// [`external_payload_threshold_kb`](Self::external_payload_threshold_kb) in bytes.
+    pub fn external_payload_threshold_bytes(&self) -> usize {
+        usize::try_from(self.external_payload_threshold_kb.saturating_mul(1024))
+            .unwrap_or(usize::MAX)
     }
 
     /// Servers and journal from the environment (see [`ServerConfig::from_env`] and
@@ -648,6 +687,14 @@ impl RuntimeOptions {
         if let Some(v) = env.get("CONDUCTOR_BREAKER_RESET_SECONDS") {
             let secs = parse_number("CONDUCTOR_BREAKER_RESET_SECONDS", &v)?;
             options.breaker_reset = Duration::from_secs(secs as u64);
+        }
+        const THRESHOLD: &str = "CONDUCTOR_WORKER_EXTERNAL_PAYLOAD_THRESHOLD_KB";
+        if let Some(v) = env.get(THRESHOLD) {
+            options.external_payload_threshold_kb = parse_number(THRESHOLD, &v)?
+                .try_into()
+                .ok()
+                .filter(|kb| *kb > 0)
+                .ok_or_else(|| Error::config(THRESHOLD, &v, "expected a number of KB from 1"))?;
         }
         if let Some(path) = env.get("CONDUCTOR_CA_BUNDLE") {
             // Checked here so that a wrong path is an error naming the variable, at start-up.

@@ -144,6 +144,7 @@ impl Runtime {
             Arc::clone(&servers),
             journal.clone(),
             options.update_backoff,
+            options.external_payload_threshold_bytes(),
             Arc::clone(&events),
             Arc::clone(&metrics),
         ));

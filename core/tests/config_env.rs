@@ -52,9 +52,26 @@ fn every_runtime_variable_with_an_invalid_value_is_named() {
         ("CONDUCTOR_BREAKER_RESET_SECONDS", "soon"),
         ("CONDUCTOR_BREAKER_RESET_SECONDS", "-5"),
         ("CONDUCTOR_CA_BUNDLE", "/nonexistent/ca.pem"),
+        ("CONDUCTOR_WORKER_EXTERNAL_PAYLOAD_THRESHOLD_KB", "0"),
+        ("CONDUCTOR_WORKER_EXTERNAL_PAYLOAD_THRESHOLD_KB", "3MB"),
+        ("CONDUCTOR_WORKER_EXTERNAL_PAYLOAD_THRESHOLD_KB", "-1"),
     ] {
         assert_names(&runtime_err(&[(key, value)]), key, value);
     }
+}
+
+#[test]
+fn the_external_payload_threshold_is_read_in_kb() {
+    let options = RuntimeOptions::from_env(&env(&[
+        ("CONDUCTOR_SERVER_URL", "http://127.0.0.1:1/api"),
+        ("CONDUCTOR_WORKER_EXTERNAL_PAYLOAD_THRESHOLD_KB", " 512 "),
+    ]))
+    .unwrap();
+    assert_eq!(options.external_payload_threshold_bytes(), 512 * 1024);
+    let defaults =
+        RuntimeOptions::from_env(&env(&[("CONDUCTOR_SERVER_URL", "http://127.0.0.1:1/api")]))
+            .unwrap();
+    assert_eq!(defaults.external_payload_threshold_kb, 3072);
 }
 
 #[test]

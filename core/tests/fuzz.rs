@@ -134,6 +134,7 @@ proptest! {
             "CONDUCTOR_SERVER_URL", "CONDUCTOR_AUTH_KEY", "CONDUCTOR_AUTH_SECRET",
             "CONDUCTOR_WORKER_METRICS_PORT", "CONDUCTOR_BREAKER_FAILURES",
             "CONDUCTOR_BREAKER_RESET_SECONDS", "CONDUCTOR_CA_BUNDLE", "CONDUCTOR_WORKER_JOURNAL",
+            "CONDUCTOR_WORKER_EXTERNAL_PAYLOAD_THRESHOLD_KB",
         ][..]),
         value in prop_oneof![".{0,24}", "[0-9]{0,22}", "-?[0-9]{1,5}", "https?://[a-z.:0-9/]{0,20}"],
     ) {

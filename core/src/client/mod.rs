@@ -3,9 +3,10 @@
 //! auth when the server has it.
 
 mod auth;
+pub mod external;
 
 use std::fmt;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::time::Duration;
 
 use reqwest::{Method, StatusCode, header};
@@ -40,6 +41,10 @@ pub enum UpdateOutcome {
     TaskGone,
 }
 
+/// A long poll shorter than this cannot tell a server that waits for a full batch from one
+/// that answered a task which arrived at the end of the wait.
+const MIN_TELLING_LONG_POLL: Duration = Duration::from_millis(200);
+
 const V2_UNKNOWN: u8 = 0;
 const V2_PRESENT: u8 = 1;
 const V2_MISSING: u8 = 2;
@@ -62,6 +67,14 @@ pub struct ServerClient {
     http: reqwest::Client,
     auth: Option<TokenManager>,
     update_v2: AtomicU8,
+    /// Whether the external payload storage takes uploads (see [`external`]).
+    uploads: AtomicU8,
+    /// Whether this server's batch long poll waits for `count` tasks (see [`Self::poll`]).
+    batch_waits_for_count: AtomicBool,
+    /// The base URL, parsed: storage URIs on its origin get credentials, others never do.
+    base: reqwest::Url,
+    /// A client that never carries credentials, for storage URIs elsewhere.
+    storage_http: reqwest::Client,
     request_timeout: Duration,
     poll_grace: Duration,
     /// `…/tasks` and `…/tasks/update-v2`, parsed once: they are on every task's path.
@@ -96,6 +109,38 @@ pub(crate) fn error_text(e: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
+/// The HTTP client of the server at `url`, with `redirects` as its redirect policy. A bad CA
+/// bundle is an error naming `ca_bundle` and the file.
+fn http_client(
+    url: &str,
+    options: &RuntimeOptions,
+    redirects: reqwest::redirect::Policy,
+) -> Result<reqwest::Client> {
+    let mut builder = reqwest::Client::builder()
+        .connect_timeout(options.connect_timeout)
+        .pool_idle_timeout(Duration::from_secs(60))
+        .pool_max_idle_per_host(256)
+        .tcp_nodelay(true)
+        .redirect(redirects)
+        .user_agent(concat!("conductor-worker/", env!("CARGO_PKG_VERSION")));
+    if let Some(path) = &options.ca_bundle {
+        let bad = |reason: String| Error::config("ca_bundle", path.display().to_string(), reason);
+        let pem = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| bad(e.to_string()))?;
+        if certs.is_empty() {
+            return Err(bad("the file holds no PEM certificate".into()));
+        }
+        builder = builder.tls_certs_merge(certs);
+    }
+    builder.build().map_err(|e| {
+        Error::config(
+            "server url",
+            url,
+            format!("HTTP client: {}", error_text(&e)),
+        )
+    })
+}
+
 /// Installs ring as rustls' crypto provider once per process (reqwest is built without one
 /// to keep the build lean). Ignored if the host application installed another.
 fn install_crypto_provider() {
@@ -127,35 +172,8 @@ impl ServerClient {
                 "sending credentials over plain http:// to a host that is not loopback: use https://"
             );
         }
-        let mut builder = reqwest::Client::builder()
-            .connect_timeout(options.connect_timeout)
-            .pool_idle_timeout(Duration::from_secs(60))
-            .pool_max_idle_per_host(256)
-            .tcp_nodelay(true)
-            .user_agent(concat!("conductor-worker/", env!("CARGO_PKG_VERSION")));
-        if let Some(path) = &options.ca_bundle {
-            let pem = std::fs::read(path).map_err(|e| {
-                Error::config("ca_bundle", path.display().to_string(), e.to_string())
-            })?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
-                Error::config("ca_bundle", path.display().to_string(), e.to_string())
-            })?;
-            if certs.is_empty() {
-                return Err(Error::config(
-                    "ca_bundle",
-                    path.display().to_string(),
-                    "the file holds no PEM certificate",
-                ));
-            }
-            builder = builder.tls_certs_merge(certs);
-        }
-        let http = builder.build().map_err(|e| {
-            Error::config(
-                "server url",
-                &config.url,
-                format!("HTTP client: {}", error_text(&e)),
-            )
-        })?;
+        let http = http_client(&config.url, options, external::same_origin_redirects())?;
+        let storage_http = http_client(&config.url, options, reqwest::redirect::Policy::default())?;
         let auth = config
             .credentials
             .clone()
@@ -166,6 +184,10 @@ impl ServerClient {
             http,
             auth,
             update_v2: AtomicU8::new(V2_UNKNOWN),
+            uploads: AtomicU8::new(0),
+            batch_waits_for_count: AtomicBool::new(false),
+            base: parsed,
+            storage_http,
             request_timeout: options.request_timeout,
             poll_grace: options.poll_grace,
             update_url: parse_endpoint(&config.url, "/tasks")?,
@@ -343,6 +365,69 @@ impl ServerClient {
             return Ok(Polled::default());
         }
         decode_tasks(&body).map_err(|e| self.decode_error(ENDPOINT, e))
+    }
+
+    /// Polls up to `count` tasks the fastest way this server allows.
+    ///
+    /// A batch long poll should answer as soon as one task is ready; the real server's SQLite
+    /// and Postgres queues wait instead until they have `count` tasks or the long poll is over,
+    /// so every pickup would wait a whole long poll unless the queue is deep. A batch that came
+    /// back short only at the end of its long poll shows that; from then on this server is
+    /// polled with a long poll for one task (which returns as soon as one is ready) followed,
+    /// when it brought one, by a poll without waiting for the rest.
+    pub async fn poll(
+        &self,
+        task_type: &str,
+        domain: Option<&str>,
+        worker_id: &str,
+        count: usize,
+        long_poll: Duration,
+    ) -> Result<Polled> {
+        if count < 2 || !self.batch_waits_for_count() {
+            let started = std::time::Instant::now();
+            let polled = self
+                .batch_poll(task_type, domain, worker_id, count, long_poll)
+                .await?;
+            let received = polled.tasks.len() + polled.undecodable.len();
+            if count >= 2
+                && (1..count).contains(&received)
+                && long_poll >= MIN_TELLING_LONG_POLL
+                && started.elapsed() >= long_poll.mul_f32(0.95)
+            {
+                self.mark_batch_waits_for_count();
+            }
+            return Ok(polled);
+        }
+        let mut polled = self
+            .batch_poll(task_type, domain, worker_id, 1, long_poll)
+            .await?;
+        if polled.tasks.len() + polled.undecodable.len() == 1 {
+            // The first task is ours already: an error here must not lose it.
+            match self
+                .batch_poll(task_type, domain, worker_id, count - 1, Duration::ZERO)
+                .await
+            {
+                Ok(rest) => {
+                    polled.tasks.extend(rest.tasks);
+                    polled.undecodable.extend(rest.undecodable);
+                }
+                Err(e) => {
+                    tracing::debug!(server = %self.url, error = %e, "polling the rest of a batch failed")
+                }
+            }
+        }
+        Ok(polled)
+    }
+
+    /// Whether this server's batch long poll was seen waiting for a full batch.
+    pub fn batch_waits_for_count(&self) -> bool {
+        self.batch_waits_for_count.load(Ordering::Relaxed)
+    }
+
+    fn mark_batch_waits_for_count(&self) {
+        if !self.batch_waits_for_count.swap(true, Ordering::Relaxed) {
+            tracing::info!(server = %self.url, "this server's batch long poll waits for a full batch: polling one task with a long poll, then the rest without waiting");
+        }
     }
 
     /// Sends a result: update-v2 while the server has it, else `POST /api/tasks`.

@@ -1,6 +1,7 @@
-//! The update pipeline: results are accepted without blocking, sent on the runtime's threads,
-//! retried with backoff and jitter until the server accepts them or says the task is gone, and
-//! journalled when they cannot be delivered (first failure, or the runtime stopping).
+//! The update pipeline: results are accepted without blocking, sent on the runtime's threads
+//! (an output above the external payload threshold uploaded first), retried with backoff and
+//! jitter until the server accepts them or says the task is gone, and journalled when they
+//! cannot be delivered (first failure, or the runtime stopping).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -11,13 +12,14 @@ use tokio::runtime::Handle;
 use tokio::sync::Notify;
 use tokio::task::AbortHandle;
 
-use super::WorkerInner;
+use super::{WorkerInner, payloads};
 use crate::api::{Task, TaskResult};
 use crate::backoff::Backoff;
-use crate::client::{ServerId, UpdateOutcome};
+use crate::client::external::{Operation, PayloadType};
+use crate::client::{ServerClient, ServerId, UpdateOutcome};
 use crate::cluster::Cluster;
 use crate::journal::{Journal, JournalEntry};
-use crate::telemetry::metrics::Registry;
+use crate::telemetry::metrics::{Registry, WorkerMetrics};
 use crate::telemetry::{Event, EventBus};
 
 struct Pending {
@@ -32,7 +34,9 @@ pub(crate) struct Deliveries {
     handle: Handle,
     servers: Arc<Cluster>,
     journal: Option<Journal>,
-    backoff: Backoff,
+    pub(crate) backoff: Backoff,
+    /// Outputs larger than this (bytes of JSON) are uploaded to the server's external storage.
+    output_threshold: usize,
     events: Arc<EventBus>,
     metrics: Arc<Registry>,
     pending: Mutex<HashMap<u64, Pending>>,
@@ -55,6 +59,7 @@ impl Deliveries {
         servers: Arc<Cluster>,
         journal: Option<Journal>,
         backoff: Backoff,
+        output_threshold: usize,
         events: Arc<EventBus>,
         metrics: Arc<Registry>,
     ) -> Self {
@@ -63,6 +68,7 @@ impl Deliveries {
             servers,
             journal,
             backoff,
+            output_threshold,
             events,
             metrics,
             pending: Mutex::new(HashMap::new()),
@@ -136,57 +142,30 @@ impl Deliveries {
             self.finish(id);
             return;
         };
-        let worker = origin.worker.upgrade();
-        let metrics = worker.as_ref().map(|w| Arc::clone(&w.metrics));
-        drop(worker);
+        let metrics = origin.worker.upgrade().map(|w| Arc::clone(&w.metrics));
+        // The result as sent: its output uploaded once, on the first attempt that gets that
+        // far; the journal keeps the original with its output until the server has it.
+        let mut sendable: Option<Arc<TaskResult>> = None;
         let mut attempt: u32 = 0;
         loop {
             attempt += 1;
-            let started = Instant::now();
-            // A result without a live worker (journal replay, a worker gone) or of a worker that
-            // is stopping (SIGTERM, a deploy) goes by `POST /api/tasks`: update-v2 would claim a
-            // next task that nobody runs, and handing it back costs a round trip and a
-            // redelivery.
-            let no_next = origin.worker.upgrade().is_none_or(|w| {
-                matches!(
-                    *w.state.borrow(),
-                    super::WorkerState::Stopping | super::WorkerState::Stopped
-                )
-            });
-            let outcome = if no_next {
-                server.update_v1(&result).await
-            } else {
-                server.update(&result).await
+            let outcome = match &sendable {
+                Some(sent) => self.send(&server, sent, &origin, metrics.as_deref()).await,
+                None => match self
+                    .prepare(&server, &result, &origin, metrics.as_deref())
+                    .await
+                {
+                    Ok(sent) => {
+                        let outcome = self.send(&server, &sent, &origin, metrics.as_deref()).await;
+                        sendable = Some(sent);
+                        outcome
+                    }
+                    Err(e) => Err(e),
+                },
             };
-            if let Some(m) = &metrics {
-                m.update_time.observe(started.elapsed());
-            }
             match outcome {
                 Ok(UpdateOutcome::Delivered { next }) => {
-                    if let Some(task) = next {
-                        match origin.worker.upgrade() {
-                            Some(worker) => worker.accept_tasks(server_id, vec![*task]),
-                            None => self.give_back(
-                                server_id,
-                                &task,
-                                Origin {
-                                    worker: Weak::new(),
-                                    task_type: origin.task_type.clone(),
-                                },
-                            ),
-                        }
-                    }
-                    if self.events.enabled() {
-                        self.events.emit(Event::UpdateDelivered {
-                            task_type: origin.task_type.clone(),
-                            task_id: result.task_id.clone(),
-                            server: server_id,
-                            attempts: attempt,
-                        });
-                    }
-                    if attempt > 1 {
-                        tracing::info!(attempts = attempt, "result delivered after retries");
-                    }
+                    self.delivered(server_id, &result, &origin, next, attempt);
                     break;
                 }
                 Ok(UpdateOutcome::TaskGone) => {
@@ -234,6 +213,101 @@ impl Deliveries {
             }
         }
         self.finish(id);
+    }
+
+    /// The result to send: with its output uploaded when it is above the threshold.
+    async fn prepare(
+        &self,
+        server: &ServerClient,
+        result: &Arc<TaskResult>,
+        origin: &Origin,
+        metrics: Option<&WorkerMetrics>,
+    ) -> crate::Result<Arc<TaskResult>> {
+        let (sent, upload) =
+            payloads::externalize_output(server, result, self.output_threshold).await?;
+        if let Some(upload) = upload {
+            if let Some(m) = metrics {
+                m.external_writes.fetch_add(1, Ordering::Relaxed);
+                m.external_write_time.observe(upload.duration);
+            }
+            if self.events.enabled() {
+                self.events.emit(Event::ExternalPayloadUsed {
+                    task_type: origin.task_type.clone(),
+                    task_id: result.task_id.clone(),
+                    server: server.id(),
+                    operation: Operation::Write,
+                    payload_type: PayloadType::TaskOutput,
+                    bytes: upload.bytes as u64,
+                    duration: upload.duration,
+                });
+            }
+        }
+        Ok(sent)
+    }
+
+    /// One attempt to send `result`.
+    async fn send(
+        &self,
+        server: &ServerClient,
+        result: &TaskResult,
+        origin: &Origin,
+        metrics: Option<&WorkerMetrics>,
+    ) -> crate::Result<UpdateOutcome> {
+        let started = Instant::now();
+        // A result without a live worker (journal replay, a worker gone) or of a worker that
+        // is stopping (SIGTERM, a deploy) goes by `POST /api/tasks`: update-v2 would claim a
+        // next task that nobody runs, and handing it back costs a round trip and a
+        // redelivery.
+        let no_next = origin.worker.upgrade().is_none_or(|w| {
+            matches!(
+                *w.state.borrow(),
+                super::WorkerState::Stopping | super::WorkerState::Stopped
+            )
+        });
+        let outcome = if no_next {
+            server.update_v1(result).await
+        } else {
+            server.update(result).await
+        };
+        if let Some(m) = metrics {
+            m.update_time.observe(started.elapsed());
+        }
+        outcome
+    }
+
+    /// The server has the result: run the next task it handed out, if any, and say so.
+    fn delivered(
+        self: &Arc<Self>,
+        server_id: ServerId,
+        result: &TaskResult,
+        origin: &Origin,
+        next: Option<Box<Task>>,
+        attempts: u32,
+    ) {
+        if let Some(task) = next {
+            match origin.worker.upgrade() {
+                Some(worker) => worker.accept_tasks(server_id, vec![*task]),
+                None => self.give_back(
+                    server_id,
+                    &task,
+                    Origin {
+                        worker: Weak::new(),
+                        task_type: origin.task_type.clone(),
+                    },
+                ),
+            }
+        }
+        if self.events.enabled() {
+            self.events.emit(Event::UpdateDelivered {
+                task_type: origin.task_type.clone(),
+                task_id: result.task_id.clone(),
+                server: server_id,
+                attempts,
+            });
+        }
+        if attempts > 1 {
+            tracing::info!(attempts, "result delivered after retries");
+        }
     }
 
     fn emit_failure(

@@ -6,6 +6,7 @@
 //! task is not polled before an executor can start it.
 
 pub(crate) mod delivery;
+pub(crate) mod payloads;
 pub(crate) mod poller;
 
 use std::collections::{HashMap, VecDeque};
@@ -18,6 +19,7 @@ use tokio::sync::{Notify, watch};
 use tokio::task::AbortHandle;
 
 use crate::api::{JsonObject, Task, TaskResult, TaskStatus};
+use crate::client::external::{Operation, PayloadType};
 use crate::client::{ServerClient, ServerId, Undecodable, UpdateOutcome};
 use crate::cluster::{Cluster, split};
 use crate::config::WorkerOptions;
@@ -152,6 +154,8 @@ struct Slots {
     waiting: usize,
     /// Slots claimed by polls in flight.
     reserved: usize,
+    /// Polled tasks whose externalized input is being downloaded.
+    downloading: usize,
     ready: VecDeque<ClaimedTask>,
     /// Servers whose poll loop waits for capacity, sorted: free slots are split among them.
     asking: Vec<usize>,
@@ -160,7 +164,7 @@ struct Slots {
 impl Slots {
     fn free(&self) -> usize {
         self.waiting
-            .saturating_sub(self.ready.len() + self.reserved)
+            .saturating_sub(self.ready.len() + self.reserved + self.downloading)
     }
 }
 
@@ -651,29 +655,105 @@ impl WorkerInner {
     }
 
     /// Buffers polled tasks for the executors, or gives them back if the worker is stopping.
-    pub(crate) fn accept_tasks(self: &Arc<Self>, server: ServerId, tasks: Vec<Task>) {
+    /// A task whose input the server stored externally is buffered once its input is here.
+    pub(crate) fn accept_tasks(self: &Arc<Self>, server: ServerId, mut tasks: Vec<Task>) {
         if tasks.is_empty() {
             return;
         }
-        if matches!(
-            *self.state.borrow(),
-            WorkerState::Stopping | WorkerState::Stopped
-        ) {
+        if self.is_stopping() {
             for task in &tasks {
                 self.deliveries.give_back(server, task, self.origin());
             }
             return;
         }
+        let external: Vec<Task> = tasks
+            .extract_if(.., |t| t.external_input_payload_storage_path.is_some())
+            .collect();
         let mut slots = self.lock_slots();
+        slots.downloading += external.len();
         for task in tasks {
             slots.ready.push_back(ClaimedTask { task, server });
         }
+        let any_ready = !slots.ready.is_empty();
         drop(slots);
-        // The executor that waited last gets the task: under load that is the one that just
-        // finished a task and is still warm, so one executor thread keeps running while the
-        // others sleep (first-in-first-out wakes a different host thread per task, and with
-        // Python threads each wake is a GIL hand-off).
-        self.task_ready.notify_last();
+        for task in external {
+            self.handle
+                .spawn(Arc::clone(self).download_then_accept(server, task));
+        }
+        if any_ready {
+            // The executor that waited last gets the task: under load that is the one that
+            // just finished a task and is still warm, so one executor thread keeps running
+            // while the others sleep (first-in-first-out wakes a different host thread per
+            // task, and with Python threads each wake is a GIL hand-off).
+            self.task_ready.notify_last();
+        }
+    }
+
+    fn is_stopping(&self) -> bool {
+        matches!(
+            *self.state.borrow(),
+            WorkerState::Stopping | WorkerState::Stopped
+        )
+    }
+
+    /// Downloads a task's externalized input, then buffers the task; a task whose input cannot
+    /// be had is failed terminally, never run on an empty input.
+    async fn download_then_accept(self: Arc<Self>, server: ServerId, mut task: Task) {
+        let downloaded = match self.servers.client(server) {
+            Some(client) => {
+                payloads::download_input(client, &mut task, &self.deliveries.backoff).await
+            }
+            None => return,
+        };
+        self.lock_slots().downloading -= 1;
+        match downloaded {
+            Ok(transfer) => {
+                self.metrics.external_reads.fetch_add(1, Ordering::Relaxed);
+                self.metrics.external_read_time.observe(transfer.duration);
+                if self.events.enabled() {
+                    self.events.emit(Event::ExternalPayloadUsed {
+                        task_type: self.options.task_type.clone(),
+                        task_id: task.task_id.clone(),
+                        server,
+                        operation: Operation::Read,
+                        payload_type: PayloadType::TaskInput,
+                        bytes: transfer.bytes as u64,
+                        duration: transfer.duration,
+                    });
+                }
+                self.accept_tasks(server, vec![task]);
+            }
+            Err(e) => self.fail_unreadable_input(server, &task, &e),
+        }
+        self.capacity.notify_waiters();
+    }
+
+    fn fail_unreadable_input(
+        self: &Arc<Self>,
+        server: ServerId,
+        task: &Task,
+        error: &payloads::InputUnavailable,
+    ) {
+        let path = task
+            .external_input_payload_storage_path
+            .clone()
+            .unwrap_or_default();
+        let reason = error.reason(&path);
+        tracing::error!(task_id = %task.task_id, reason, "failing a task whose input cannot be read");
+        if self.events.enabled() {
+            self.events.emit(Event::ExternalPayloadFailed {
+                task_type: self.options.task_type.clone(),
+                task_id: task.task_id.clone(),
+                server,
+                path,
+                error: reason.clone(),
+            });
+        }
+        let mut result =
+            TaskResult::failed_terminal(&task.task_id, &task.workflow_instance_id, reason);
+        result.worker_id = Some(self.options.worker_id.clone());
+        self.metrics.execute_errors.fetch_add(1, Ordering::Relaxed);
+        self.deliveries.submit(server, result, self.origin(), None);
     }
 
     /// Fails tasks the server handed out but this runtime cannot decode, terminally (their

@@ -109,7 +109,7 @@ impl PollLoop {
             }
             let started = Instant::now();
             let span = tracing::debug_span!("poll", task_type, server = %self.server.url(), count);
-            let poll = self.server.batch_poll(
+            let poll = self.server.poll(
                 task_type,
                 options.domain.as_deref(),
                 &options.worker_id,

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use crate::client::ServerId;
+use crate::client::external::{Operation, PayloadType};
 use crate::runner::WorkerState;
 
 /// Something that happened in the runtime.
@@ -112,6 +113,38 @@ pub enum Event {
         /// The new state.
         state: crate::cluster::CircuitState,
     },
+    /// A payload was read from or written to the server's external storage: a task's input
+    /// downloaded before it ran, or an output uploaded before its result was sent.
+    ExternalPayloadUsed {
+        /// Task type.
+        task_type: String,
+        /// Task id.
+        task_id: String,
+        /// Server whose storage it was.
+        server: ServerId,
+        /// `READ` or `WRITE`.
+        operation: Operation,
+        /// `TASK_INPUT` or `TASK_OUTPUT`.
+        payload_type: PayloadType,
+        /// Size of the JSON.
+        bytes: u64,
+        /// Time the transfer took (location and download or upload).
+        duration: Duration,
+    },
+    /// A task's externalized input could not be had: the task was failed terminally without
+    /// running.
+    ExternalPayloadFailed {
+        /// Task type.
+        task_type: String,
+        /// Task id.
+        task_id: String,
+        /// Server the task came from.
+        server: ServerId,
+        /// The storage path of the input.
+        path: String,
+        /// Why (also the task's `reasonForIncompletion`).
+        error: String,
+    },
     /// The supervisor restarted a poll loop that died or stopped making progress.
     PollLoopRestarted {
         /// Task type.
@@ -162,6 +195,8 @@ impl Event {
             Event::UpdateFailed { .. } => "update_failed",
             Event::WorkerStateChanged { .. } => "worker_state_changed",
             Event::CircuitStateChanged { .. } => "circuit_state_changed",
+            Event::ExternalPayloadUsed { .. } => "external_payload_used",
+            Event::ExternalPayloadFailed { .. } => "external_payload_failed",
             Event::PollLoopRestarted { .. } => "poll_loop_restarted",
         }
     }
@@ -251,6 +286,36 @@ impl Event {
                 server(s),
                 ("url", Str(url.clone())),
                 ("state", Str(state.as_str().to_owned())),
+            ],
+            Event::ExternalPayloadUsed {
+                task_type,
+                task_id,
+                server: s,
+                operation,
+                payload_type,
+                bytes,
+                duration,
+            } => vec![
+                tt(task_type),
+                id(task_id),
+                server(s),
+                ("operation", Str(operation.as_str().to_owned())),
+                ("payload_type", Str(payload_type.as_str().to_owned())),
+                ("bytes", Int(*bytes)),
+                secs(duration),
+            ],
+            Event::ExternalPayloadFailed {
+                task_type,
+                task_id,
+                server: s,
+                path,
+                error,
+            } => vec![
+                tt(task_type),
+                id(task_id),
+                server(s),
+                ("path", Str(path.clone())),
+                ("error", Str(error.clone())),
             ],
             Event::PollLoopRestarted {
                 task_type,

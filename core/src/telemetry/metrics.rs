@@ -13,6 +13,8 @@
 //! | `active_workers` | gauge | tasks running now |
 //! | `worker_restart_total` | counter | poll loops restarted by the supervisor |
 //! | `conductor_worker_pending_updates` | gauge | results accepted but not yet delivered |
+//! | `external_payload_used_total` | counter | inputs downloaded (`READ`, `TASK_INPUT`) and outputs uploaded (`WRITE`, `TASK_OUTPUT`) from the server's external storage |
+//! | `external_payload_time_seconds` | histogram | those downloads and uploads, by `operation` |
 //!
 //! Each worker owns its counters as atomics, so recording costs no lock.
 
@@ -76,6 +78,14 @@ pub struct WorkerMetrics {
     pub running: AtomicI64,
     /// `worker_restart_total`
     pub restarts: AtomicU64,
+    /// `external_payload_used_total{operation="READ",payloadType="TASK_INPUT"}`
+    pub external_reads: AtomicU64,
+    /// `external_payload_used_total{operation="WRITE",payloadType="TASK_OUTPUT"}`
+    pub external_writes: AtomicU64,
+    /// `external_payload_time_seconds{operation="READ"}`
+    pub external_read_time: Histogram,
+    /// `external_payload_time_seconds{operation="WRITE"}`
+    pub external_write_time: Histogram,
 }
 
 /// All workers' metrics.
@@ -156,26 +166,15 @@ impl Registry {
         for (name, help, get) in histograms {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
             for (t, m) in &workers {
-                let h = get(m);
-                let label = escape(t);
-                let mut cumulative = 0;
-                for (i, bound) in BUCKETS.iter().enumerate() {
-                    cumulative += h.buckets[i].load(Ordering::Relaxed);
-                    let _ = writeln!(
-                        out,
-                        "{name}_bucket{{taskType=\"{label}\",le=\"{bound}\"}} {cumulative}"
-                    );
-                }
-                let count = h.count.load(Ordering::Relaxed);
-                let sum = h.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
-                let _ = writeln!(
-                    out,
-                    "{name}_bucket{{taskType=\"{label}\",le=\"+Inf\"}} {count}"
+                render_histogram(
+                    &mut out,
+                    name,
+                    &format!("taskType=\"{}\"", escape(t)),
+                    get(m),
                 );
-                let _ = writeln!(out, "{name}_sum{{taskType=\"{label}\"}} {sum}");
-                let _ = writeln!(out, "{name}_count{{taskType=\"{label}\"}} {count}");
             }
         }
+        render_external_payloads(&mut out, &workers);
         let _ = writeln!(
             out,
             "# HELP active_workers Tasks running now\n# TYPE active_workers gauge"
@@ -194,6 +193,65 @@ impl Registry {
             self.pending_updates.load(Ordering::Relaxed)
         );
         out
+    }
+}
+
+/// One histogram's series, `labels` already rendered (`taskType="x",operation="READ"`).
+fn render_histogram(out: &mut String, name: &str, labels: &str, h: &Histogram) {
+    let mut cumulative = 0;
+    for (i, bound) in BUCKETS.iter().enumerate() {
+        cumulative += h.buckets[i].load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{bound}\"}} {cumulative}");
+    }
+    let count = h.count.load(Ordering::Relaxed);
+    let sum = h.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
+    let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {count}");
+    let _ = writeln!(out, "{name}_sum{{{labels}}} {sum}");
+    let _ = writeln!(out, "{name}_count{{{labels}}} {count}");
+}
+
+/// `external_payload_used_total` and `external_payload_time_seconds`, with the official SDKs'
+/// `operation` and `payloadType` labels.
+fn render_external_payloads(out: &mut String, workers: &[(String, Arc<WorkerMetrics>)]) {
+    type Transfers = (&'static str, &'static str, CounterOf, HistogramOf);
+    let kinds: [Transfers; 2] = [
+        (
+            "READ",
+            "TASK_INPUT",
+            |m| &m.external_reads,
+            |m| &m.external_read_time,
+        ),
+        (
+            "WRITE",
+            "TASK_OUTPUT",
+            |m| &m.external_writes,
+            |m| &m.external_write_time,
+        ),
+    ];
+    let _ = writeln!(
+        out,
+        "# HELP external_payload_used_total Payloads read from or written to the server's external storage\n# TYPE external_payload_used_total counter"
+    );
+    for (t, m) in workers {
+        for (operation, payload_type, count, _) in kinds {
+            let _ = writeln!(
+                out,
+                "external_payload_used_total{{taskType=\"{}\",operation=\"{operation}\",payloadType=\"{payload_type}\"}} {}",
+                escape(t),
+                count(m).load(Ordering::Relaxed)
+            );
+        }
+    }
+    let name = "external_payload_time_seconds";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Downloads and uploads of external payloads\n# TYPE {name} histogram"
+    );
+    for (t, m) in workers {
+        for (operation, _, _, time) in kinds {
+            let labels = format!("taskType=\"{}\",operation=\"{operation}\"", escape(t));
+            render_histogram(out, name, &labels, time(m));
+        }
     }
 }
 
@@ -225,6 +283,12 @@ mod tests {
         );
         assert!(text.contains("task_poll_time_seconds_bucket{taskType=\"gr\\\"eet\",le=\"1\"} 2"));
         assert!(text.contains("task_poll_time_seconds_count{taskType=\"gr\\\"eet\"} 2"));
+        m.external_reads.fetch_add(2, Ordering::Relaxed);
+        m.external_write_time.observe(Duration::from_millis(40));
+        let text = registry.render();
+        assert!(text.contains("external_payload_used_total{taskType=\"gr\\\"eet\",operation=\"READ\",payloadType=\"TASK_INPUT\"} 2"), "{text}");
+        assert!(text.contains("external_payload_used_total{taskType=\"gr\\\"eet\",operation=\"WRITE\",payloadType=\"TASK_OUTPUT\"} 0"));
+        assert!(text.contains("external_payload_time_seconds_bucket{taskType=\"gr\\\"eet\",operation=\"WRITE\",le=\"0.05\"} 1"));
         drop(m);
         assert!(
             !registry.render().contains("gr\\\"eet"),
