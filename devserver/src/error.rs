@@ -20,6 +20,10 @@ pub enum ApiError {
     /// 409: `ConflictException`.
     #[error("{0}")]
     Conflict(String),
+    /// 500 that the real server answers for a client mistake too (a missing required query
+    /// parameter), not retryable.
+    #[error("{0}")]
+    Internal(String),
     /// 400 from bean validation: one entry per invalid field, as `(path, message)`.
     #[error("Validation failed, check below errors for detail.")]
     Validation(Vec<(&'static str, &'static str)>),
@@ -31,6 +35,7 @@ impl ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Validation(_) => StatusCode::BAD_REQUEST,
         }
     }

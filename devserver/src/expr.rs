@@ -6,7 +6,12 @@
 //! JSON value as is (numbers stay numbers); an expression inside a longer string is interpolated
 //! as text. Unresolvable paths give `null`, as on the real server.
 
+use std::borrow::Cow;
+
 use serde_json::{Map, Value};
+
+/// Input and output of a task; owned when they had to be read back from external storage.
+pub type TaskData<'a> = (Cow<'a, Value>, Cow<'a, Map<String, Value>>);
 
 /// Where expressions look their values up.
 pub trait Scope {
@@ -19,7 +24,7 @@ pub trait Scope {
     /// A workflow-level scalar such as `workflowId`.
     fn workflow_field(&self, name: &str) -> Option<Value>;
     /// Input and output of the latest attempt of the task with this reference name.
-    fn task(&self, reference: &str) -> Option<(&Value, &Map<String, Value>)>;
+    fn task(&self, reference: &str) -> Option<TaskData<'_>>;
 }
 
 /// Resolves every expression inside `params`, recursing into objects and arrays.
@@ -134,8 +139,8 @@ fn lookup(expr: &str, scope: &dyn Scope) -> Option<Value> {
     }
     let (input, output) = scope.task(root)?;
     match *section {
-        "output" => walk_map(output, rest),
-        "input" => walk(input, rest).cloned(),
+        "output" => walk_map(&output, rest),
+        "input" => walk(&input, rest).cloned(),
         _ => None,
     }
 }
@@ -158,8 +163,9 @@ mod tests {
         fn workflow_field(&self, name: &str) -> Option<Value> {
             (name == "workflowId").then(|| json!("wf-1"))
         }
-        fn task(&self, reference: &str) -> Option<(&Value, &Map<String, Value>)> {
-            (reference == "first").then_some((&self.t_in, &self.t_out))
+        fn task(&self, reference: &str) -> Option<TaskData<'_>> {
+            (reference == "first")
+                .then_some((Cow::Borrowed(&self.t_in), Cow::Borrowed(&self.t_out)))
         }
     }
 

@@ -19,13 +19,15 @@ pub enum Group {
     Metadata,
     Workflow,
     Token,
+    /// External payload storage: the location endpoint and `/api/external/{key}`.
+    External,
     /// Requests outside the named groups (health, unknown routes): only `all` applies.
     Other,
 }
 
 /// Group names accepted in `GROUP=RATE` and in the JSON maps.
-pub const GROUP_NAMES: [&str; 8] = [
-    "poll", "update", "log", "task", "metadata", "workflow", "token", "all",
+pub const GROUP_NAMES: [&str; 9] = [
+    "poll", "update", "log", "task", "metadata", "workflow", "token", "external", "all",
 ];
 
 impl Group {
@@ -38,12 +40,15 @@ impl Group {
             Group::Metadata => 4,
             Group::Workflow => 5,
             Group::Token => 6,
-            Group::Other => 8,
+            Group::External => 7,
+            Group::Other => 9,
         }
     }
 }
 
-const ALL_SLOT: usize = 7;
+const ALL_SLOT: usize = 8;
+/// One slot per group name, plus `Other`.
+const SLOTS: usize = 10;
 
 fn slot_of(name: &str) -> Option<usize> {
     GROUP_NAMES.iter().position(|g| *g == name)
@@ -79,6 +84,10 @@ pub struct Faults {
     pub update_v2: bool,
     /// The status of that missing route: 404 or 405.
     pub update_v2_missing_status: u16,
+    /// A batch poll with `timeout > 0` waits until it has `count` tasks or the timeout passed,
+    /// as the real server's SQLite and Postgres queues do; when false it answers as soon as one
+    /// task is ready.
+    pub batch_poll_waits_for_count: bool,
 }
 
 impl Default for Faults {
@@ -92,6 +101,7 @@ impl Default for Faults {
             paused: false,
             update_v2: true,
             update_v2_missing_status: 404,
+            batch_poll_waits_for_count: false,
         }
     }
 }
@@ -153,6 +163,10 @@ impl Faults {
                 "update_v2" => {
                     out.update_v2 = serde_json::from_value(v.clone()).map_err(|e| bad(&e))?
                 }
+                "batch_poll_waits_for_count" => {
+                    out.batch_poll_waits_for_count =
+                        serde_json::from_value(v.clone()).map_err(|e| bad(&e))?
+                }
                 "update_v2_missing_status" => {
                     out.update_v2_missing_status =
                         serde_json::from_value(v.clone()).map_err(|e| bad(&e))?
@@ -176,8 +190,8 @@ impl Faults {
     }
 
     fn compile(&self) -> Compiled {
-        fn rates(m: &BTreeMap<String, f64>) -> [f64; 9] {
-            let mut r = [f64::NAN; 9];
+        fn rates(m: &BTreeMap<String, f64>) -> [f64; SLOTS] {
+            let mut r = [f64::NAN; SLOTS];
             for (g, v) in m {
                 if let Some(s) = slot_of(g) {
                     r[s] = v.clamp(0.0, 1.0);
@@ -201,15 +215,15 @@ impl Faults {
 #[derive(Debug, Clone)]
 struct Compiled {
     latency_ms: u64,
-    fail: [f64; 9],
-    drop: [f64; 9],
-    malformed: [f64; 9],
-    reset_after: [f64; 9],
+    fail: [f64; SLOTS],
+    drop: [f64; SLOTS],
+    malformed: [f64; SLOTS],
+    reset_after: [f64; SLOTS],
     update_v2: bool,
     missing_status: u16,
 }
 
-fn rate(r: &[f64; 9], g: Group) -> f64 {
+fn rate(r: &[f64; SLOTS], g: Group) -> f64 {
     let own = r[g.slot()];
     if own.is_nan() {
         let all = r[ALL_SLOT];
@@ -238,6 +252,8 @@ pub struct Decision {
 pub struct FaultState {
     /// Lets the hot path skip the lock when nothing is configured.
     active: AtomicBool,
+    /// Read by every batch poll, so kept out of the lock.
+    waits_for_count: AtomicBool,
     config: RwLock<(Faults, Compiled)>,
     paused: watch::Sender<bool>,
 }
@@ -247,6 +263,7 @@ impl FaultState {
         let c = f.compile();
         let st = FaultState {
             active: AtomicBool::new(false),
+            waits_for_count: AtomicBool::new(false),
             config: RwLock::new((f.clone(), c)),
             paused: watch::Sender::new(f.paused),
         };
@@ -271,6 +288,8 @@ impl FaultState {
                 .iter()
                 .any(|r| r.iter().any(|x| !x.is_nan() && *x > 0.0));
         self.paused.send_replace(f.paused);
+        self.waits_for_count
+            .store(f.batch_poll_waits_for_count, Ordering::Release);
         *self.config.write().unwrap_or_else(|e| e.into_inner()) = (f, c);
         self.active.store(active, Ordering::Release);
     }
@@ -290,6 +309,11 @@ impl FaultState {
         let mut rx = self.paused.subscribe();
         // An error means the sender is gone, i.e. the server is shutting down: answer then.
         let _ = rx.wait_for(|p| !*p).await;
+    }
+
+    /// Whether batch polls wait for `count` tasks (`batch_poll_waits_for_count`).
+    pub fn batch_poll_waits_for_count(&self) -> bool {
+        self.waits_for_count.load(Ordering::Acquire)
     }
 
     /// Whether update-v2 exists, and the status to answer when it does not.
@@ -354,6 +378,12 @@ mod tests {
         assert!(!st.decide(Group::Poll).fail);
         assert!(st.decide(Group::Update).fail);
         assert!(st.decide(Group::Other).fail);
+        assert!(st.decide(Group::External).fail);
+        let mut f = Faults::default();
+        f.fail_rate.insert("external".into(), 1.0);
+        let st = FaultState::new(f);
+        assert!(st.decide(Group::External).fail);
+        assert!(!st.decide(Group::Poll).fail);
     }
 
     #[test]
@@ -396,6 +426,16 @@ mod tests {
                 .is_err()
         );
         assert!(f.merge_json(&json!({"bogus": 1})).is_err());
+        let w = f
+            .merge_json(&json!({"batch_poll_waits_for_count": true}))
+            .unwrap();
+        assert!(w.batch_poll_waits_for_count);
+        assert!(FaultState::new(w).batch_poll_waits_for_count());
+        assert!(!FaultState::new(f.clone()).batch_poll_waits_for_count());
+        assert!(
+            f.merge_json(&json!({"batch_poll_waits_for_count": "yes"}))
+                .is_err()
+        );
     }
 
     #[test]

@@ -10,6 +10,9 @@ use conductor_devserver::cli::Args;
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
+    if let Err(e) = args.check() {
+        e.exit();
+    }
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(

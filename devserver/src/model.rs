@@ -189,6 +189,10 @@ pub struct Task {
     pub workflow_priority: i32,
     pub iteration: i32,
     pub first_start_time: i64,
+    /// Key of the input in external storage; `input_data` is then `{}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub external_input_payload_storage_path: Option<Arc<str>>,
+    /// Key of the output in external storage; `output_data` is then `{}`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub external_output_payload_storage_path: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]

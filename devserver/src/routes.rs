@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
-use axum::http::{HeaderValue, StatusCode, Uri, header};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use serde::Deserialize;
@@ -15,10 +15,12 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use crate::auth::Auth;
-use crate::error::{ApiError, json_bytes};
+use crate::error::{ApiError, error_response, json_bytes};
 use crate::faults::{FaultState, Faults};
 use crate::model::{StartWorkflowRequest, TaskDef, TaskResult, WorkflowDef};
-use crate::store::{BulkRequest, Store};
+use crate::payload::{ExternalStorage, new_key};
+use crate::stats::inc;
+use crate::store::{BulkRequest, Store, Want};
 
 /// Everything the handlers share.
 pub struct App {
@@ -71,6 +73,9 @@ pub fn spring_missing(status: StatusCode, path: &str) -> Response {
 
 /// Builds the router over shared state.
 pub fn router(app: Arc<App>) -> Router {
+    // Results of up to the hard payload limit are posted inline, and workflows started with
+    // inputs as big: axum's 2 MB default would refuse them.
+    let body_limit = app.store.payloads.limits.body_limit();
     Router::new()
         .route("/health", get(health))
         .route("/api/health", get(health))
@@ -79,6 +84,12 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/tasks", post(update))
         .route("/api/tasks/update-v2", post(update_v2))
         .route("/api/tasks/queue/size", get(queue_size))
+        .route("/api/tasks/externalstoragelocation", get(storage_location))
+        .route(
+            "/api/tasks/external-storage-location",
+            get(storage_location),
+        )
+        .route("/api/external/{key}", get(get_external).put(put_external))
         .route("/api/tasks/{id}", get(get_task))
         .route("/api/tasks/{id}/log", post(add_log).get(get_logs))
         .route(
@@ -114,6 +125,7 @@ pub fn router(app: Arc<App>) -> Router {
         .method_not_allowed_fallback(|uri: Uri| async move {
             spring_missing(StatusCode::METHOD_NOT_ALLOWED, uri.path())
         })
+        .layer(DefaultBodyLimit::max(body_limit))
         .with_state(app)
 }
 
@@ -148,8 +160,7 @@ async fn poll(State(app): S, Path(ty): Path<String>, Query(q): Query<PollQuery>)
             &ty,
             q.domain.as_deref(),
             q.workerid.as_deref(),
-            1,
-            100,
+            Want::ONE,
             &mut buf,
         )
         .await;
@@ -180,8 +191,11 @@ async fn batch_poll(
             &ty,
             q.domain.as_deref(),
             q.workerid.as_deref(),
-            count,
-            timeout.max(0) as u64,
+            Want {
+                count,
+                timeout_ms: timeout.max(0) as u64,
+                wait_for_count: app.faults.batch_poll_waits_for_count(),
+            },
             &mut buf,
         )
         .await;
@@ -210,8 +224,7 @@ async fn update_v2(State(app): S, body: Bytes) -> Result<Response, ApiError> {
             &u.task_type,
             u.domain.as_deref(),
             worker.as_deref(),
-            1,
-            100,
+            Want::ONE,
             &mut buf,
         )
         .await;
@@ -220,6 +233,132 @@ async fn update_v2(State(app): S, body: Bytes) -> Result<Response, ApiError> {
     } else {
         json_bytes(StatusCode::OK, buf)
     })
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LocationQuery {
+    path: Option<String>,
+    operation: Option<String>,
+    payload_type: Option<String>,
+}
+
+/// What the real server answers for a missing required query parameter (a 500, Spring's words).
+fn required(v: Option<String>, name: &str) -> Result<String, ApiError> {
+    v.ok_or_else(|| {
+        ApiError::Internal(format!(
+            "Required request parameter '{name}' for method parameter type String is not present"
+        ))
+    })
+}
+
+/// `http://host:port` as the client reached this server (its `Host` header), so that uris work
+/// through port mappings; the bound address without one.
+fn origin(app: &App, headers: &HeaderMap) -> String {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| {
+            let net = app.net.get().and_then(std::sync::Weak::upgrade)?;
+            Some(net.addr.to_string())
+        })
+        .unwrap_or_else(|| "127.0.0.1".into());
+    format!("http://{host}")
+}
+
+/// `GET /api/tasks/externalstoragelocation`: where a payload is read from or written to. An
+/// empty `path` gets a new key; a given one is echoed whether or not it is stored (as the real
+/// postgres storage does), so a READ of an unknown key fails only at the `GET` of its uri.
+async fn storage_location(
+    State(app): S,
+    headers: HeaderMap,
+    Query(q): Query<LocationQuery>,
+) -> Result<Response, ApiError> {
+    let path = required(q.path, "path")?;
+    let operation = required(q.operation, "operation")?;
+    let payload_type = required(q.payload_type, "payloadType")?;
+    let op_ok = matches!(operation.to_ascii_uppercase().as_str(), "READ" | "WRITE");
+    let type_ok = matches!(
+        payload_type.to_ascii_uppercase().as_str(),
+        "TASK_INPUT" | "TASK_OUTPUT" | "WORKFLOW_INPUT" | "WORKFLOW_OUTPUT"
+    );
+    if !(op_ok && type_ok) {
+        // The real server's words: it names both values whichever is wrong.
+        return Err(ApiError::BadRequest(format!(
+            "Invalid input - Operation: {operation}, PayloadType: {payload_type}"
+        )));
+    }
+    let key = if path.trim().is_empty() {
+        new_key()
+    } else {
+        path
+    };
+    let mut body = serde_json::Map::new();
+    if let Some(uri) = app.store.payloads.uri(&key, &origin(&app, &headers)) {
+        body.insert("uri".into(), uri.into());
+    }
+    body.insert("path".into(), key.into());
+    Ok(json(&body))
+}
+
+/// `GET /api/external/{key}`: a stored payload's JSON. Absent in `none` mode, like the real
+/// default storage, which serves nothing.
+async fn get_external(
+    State(app): S,
+    uri: Uri,
+    Path(key): Path<String>,
+) -> Result<Response, ApiError> {
+    let payloads = &app.store.payloads;
+    if payloads.limits.storage == ExternalStorage::None {
+        return Ok(spring_missing(StatusCode::NOT_FOUND, uri.path()));
+    }
+    let bytes = payloads
+        .get(&key)
+        .ok_or_else(|| ApiError::NotFound(format!("No payload stored under key: {key}")))?;
+    inc(&app.store.stats.external_reads);
+    let mut r = (StatusCode::OK, bytes).into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Ok(r)
+}
+
+/// `PUT /api/external/{key}`: stores a JSON object (`upload` mode only; `read-only` answers
+/// 405 as the real postgres storage does).
+async fn put_external(
+    State(app): S,
+    uri: Uri,
+    Path(key): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let payloads = &app.store.payloads;
+    match payloads.limits.storage {
+        ExternalStorage::None => return Ok(spring_missing(StatusCode::NOT_FOUND, uri.path())),
+        ExternalStorage::ReadOnly => {
+            return Ok(error_response(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "Request method 'PUT' is not supported".into(),
+                false,
+            ));
+        }
+        ExternalStorage::Upload => {}
+    }
+    let is_object = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+    if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(&body) {
+        return Err(ApiError::BadRequest(format!(
+            "a stored payload must be a JSON object; the body is not JSON: {e}"
+        )));
+    }
+    if !is_object {
+        return Err(ApiError::BadRequest(
+            "a stored payload must be a JSON object, not another JSON value".into(),
+        ));
+    }
+    payloads.put(&key, body);
+    inc(&app.store.stats.external_writes);
+    Ok(StatusCode::OK.into_response())
 }
 
 #[derive(Deserialize)]

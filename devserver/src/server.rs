@@ -18,6 +18,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use crate::auth::{ApiKey, Auth, AuthError};
 use crate::error::{error_response, json_bytes};
 use crate::faults::{FaultError, FaultState, Faults, Group};
+use crate::payload::{PayloadLimitError, PayloadLimits};
 use crate::routes::{App, router, spring_missing};
 use crate::stats::{Endpoint, Stats, inc};
 use crate::store::Store;
@@ -45,6 +46,10 @@ pub struct Config {
     pub faults: Faults,
     /// How often response timeouts are checked, in ms (`--sweep-interval-ms`).
     pub sweep_interval_ms: u64,
+    /// Task payload size limits and external storage (`--task-input-threshold-kb`,
+    /// `--task-output-threshold-kb`, `--max-task-payload-kb`, `--external-storage`,
+    /// `--external-storage-url`).
+    pub payloads: PayloadLimits,
 }
 
 impl Default for Config {
@@ -56,6 +61,7 @@ impl Default for Config {
             token_ttl_secs: 3600,
             faults: Faults::default(),
             sweep_interval_ms: 100,
+            payloads: PayloadLimits::default(),
         }
     }
 }
@@ -67,6 +73,8 @@ pub enum StartError {
     Faults(#[from] FaultError),
     #[error("sweep_interval_ms must be at least 1")]
     SweepInterval,
+    #[error("invalid payload limits: {0}")]
+    Payloads(#[from] PayloadLimitError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: String,
@@ -90,6 +98,20 @@ fn classify(method: &Method, path: &str) -> (Option<Endpoint>, Group) {
         };
     };
     let post = method == Method::POST;
+    if rest.starts_with("external/") {
+        let e = if method == Method::PUT {
+            Endpoint::ExternalPut
+        } else {
+            Endpoint::ExternalGet
+        };
+        return (Some(e), Group::External);
+    }
+    if matches!(
+        rest,
+        "tasks/externalstoragelocation" | "tasks/external-storage-location"
+    ) {
+        return (Some(Endpoint::ExternalLocation), Group::External);
+    }
     if let Some(t) = rest.strip_prefix("tasks") {
         return match t {
             "" => (Some(Endpoint::Update), Group::Update),
@@ -317,7 +339,7 @@ pub struct DevServer {
 /// The port: listening on it, closing it, opening it again (shared with `POST /admin/down`).
 pub(crate) struct Net {
     app: Arc<App>,
-    addr: SocketAddr,
+    pub(crate) addr: SocketAddr,
     router: Router,
     listening: AsyncMutex<Option<Listening>>,
     /// Set by shutdown: a pending `/admin/down` must not open the port again.
@@ -381,6 +403,7 @@ impl DevServer {
     /// Binds, starts serving and starts the timeout sweeper.
     pub async fn start(config: Config) -> Result<DevServer, StartError> {
         config.faults.validate()?;
+        config.payloads.validate()?;
         if config.sweep_interval_ms == 0 {
             return Err(StartError::SweepInterval);
         }
@@ -395,7 +418,7 @@ impl DevServer {
             .local_addr()
             .map_err(|source| StartError::Bind { addr, source })?;
         let app = Arc::new(App {
-            store: Arc::new(Store::default()),
+            store: Arc::new(Store::new(config.payloads)),
             faults: FaultState::new(config.faults),
             auth: Auth::new(config.auth, config.token_ttl_secs),
             net: std::sync::OnceLock::new(),
@@ -571,5 +594,22 @@ mod tests {
             (Some(Endpoint::Health), Group::Other)
         );
         assert_eq!(classify(&g, "/nope"), (None, Group::Other));
+        for path in [
+            "/api/tasks/externalstoragelocation",
+            "/api/tasks/external-storage-location",
+        ] {
+            assert_eq!(
+                classify(&g, path),
+                (Some(Endpoint::ExternalLocation), Group::External)
+            );
+        }
+        assert_eq!(
+            classify(&g, "/api/external/k.json"),
+            (Some(Endpoint::ExternalGet), Group::External)
+        );
+        assert_eq!(
+            classify(&Method::PUT, "/api/external/k.json"),
+            (Some(Endpoint::ExternalPut), Group::External)
+        );
     }
 }

@@ -22,9 +22,12 @@ pub enum Endpoint {
     WorkflowGet,
     Token,
     Health,
+    ExternalLocation,
+    ExternalGet,
+    ExternalPut,
 }
 
-const ENDPOINT_NAMES: [&str; 14] = [
+const ENDPOINT_NAMES: [&str; 17] = [
     "poll",
     "batch_poll",
     "update",
@@ -39,6 +42,9 @@ const ENDPOINT_NAMES: [&str; 14] = [
     "workflow_get",
     "token",
     "health",
+    "external_location",
+    "external_get",
+    "external_put",
 ];
 
 /// Snapshot of `/admin/stats`.
@@ -49,6 +55,23 @@ pub struct Stats {
     pub tasks: TaskStats,
     pub updates: UpdateStats,
     pub faults_injected: FaultStats,
+    /// External payload storage (top-level keys on the wire).
+    #[serde(flatten)]
+    pub payloads: PayloadStats,
+}
+
+/// What went through external payload storage, so tests can tell which path a payload took.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PayloadStats {
+    /// `GET /api/external/{key}` answered with a stored payload.
+    pub external_reads: u64,
+    /// `PUT /api/external/{key}` stored a payload.
+    pub external_writes: u64,
+    /// Task inputs the server stored externally when it scheduled the task.
+    pub externalized_inputs: u64,
+    /// Task outputs sent inline that the server stored externally itself.
+    pub externalized_outputs: u64,
 }
 
 /// Task counts. `in_progress` and `queued` are current values; the others count events since
@@ -113,7 +136,7 @@ pub struct FaultStats {
 /// The live counters.
 #[derive(Default)]
 pub struct Counters {
-    requests: [AtomicU64; 14],
+    requests: [AtomicU64; 17],
     pub scheduled: AtomicU64,
     pub completed: AtomicU64,
     pub failed: AtomicU64,
@@ -134,6 +157,10 @@ pub struct Counters {
     pub f_drop: AtomicU64,
     pub f_malformed: AtomicU64,
     pub f_reset_after: AtomicU64,
+    pub external_reads: AtomicU64,
+    pub external_writes: AtomicU64,
+    pub externalized_inputs: AtomicU64,
+    pub externalized_outputs: AtomicU64,
 }
 
 /// Adds one to a counter.
@@ -181,6 +208,12 @@ impl Counters {
                 malformed: g(&self.f_malformed),
                 reset_after: g(&self.f_reset_after),
             },
+            payloads: PayloadStats {
+                external_reads: g(&self.external_reads),
+                external_writes: g(&self.external_writes),
+                externalized_inputs: g(&self.externalized_inputs),
+                externalized_outputs: g(&self.externalized_outputs),
+            },
         }
     }
 
@@ -205,6 +238,10 @@ impl Counters {
             &self.f_drop,
             &self.f_malformed,
             &self.f_reset_after,
+            &self.external_reads,
+            &self.external_writes,
+            &self.externalized_inputs,
+            &self.externalized_outputs,
         ]) {
             c.store(0, Relaxed);
         }
@@ -220,12 +257,16 @@ mod tests {
         let c = Counters::default();
         c.request(Endpoint::BatchPoll);
         inc(&c.completed);
+        inc(&c.externalized_outputs);
         c.in_progress.fetch_add(2, Relaxed);
         let s = c.snapshot(7);
         assert_eq!(s.requests["batch_poll"], 1);
-        assert_eq!(s.requests.len(), 14);
+        assert_eq!(s.requests.len(), 17);
         assert_eq!(s.tasks.completed, 1);
         assert_eq!(s.tasks.queued, 7);
+        let wire = serde_json::to_value(&s).unwrap();
+        assert_eq!(wire["externalized_outputs"], 1);
+        assert_eq!(wire["external_reads"], 0);
         c.reset();
         let s = c.snapshot(0);
         assert_eq!(s.requests["batch_poll"], 0);

@@ -19,12 +19,13 @@ use serde_json::{Map, Value};
 use tokio::sync::Notify;
 
 use crate::error::ApiError;
-use crate::expr::{self, Scope};
+use crate::expr::{self, Scope, TaskData};
 use crate::model::{
     HistoryEntry, RetryPolicy, Shared, StartWorkflowRequest, Task, TaskDef, TaskExecLog,
     TaskInternal, TaskResult, TaskStatus, WorkflowDef, WorkflowStatus, WorkflowTask, new_id,
     now_ms,
 };
+use crate::payload::{PayloadKind, PayloadLimits, Payloads, Placement};
 use crate::stats::{Counters, inc};
 
 const SHARDS: usize = 64;
@@ -92,32 +93,64 @@ struct TaskRef {
     idx: usize,
 }
 
-impl Scope for Workflow {
+/// A workflow as expressions see it: task payloads stored externally are read back.
+struct View<'a> {
+    w: &'a Workflow,
+    payloads: &'a Payloads,
+}
+
+impl View<'_> {
+    fn input<'t>(&self, t: &'t Task) -> Cow<'t, Value> {
+        match &t.external_input_payload_storage_path {
+            Some(k) => Cow::Owned(Value::Object(self.payloads.load(k))),
+            None => Cow::Borrowed(&*t.input_data.0),
+        }
+    }
+
+    fn output<'t>(&self, t: &'t Task) -> Cow<'t, Map<String, Value>> {
+        match &t.external_output_payload_storage_path {
+            Some(k) => Cow::Owned(self.payloads.load(k)),
+            None => Cow::Borrowed(&t.output_data),
+        }
+    }
+}
+
+impl Scope for View<'_> {
     fn workflow_input(&self) -> &Map<String, Value> {
-        &self.input
+        &self.w.input
     }
     fn workflow_output(&self) -> Option<&Map<String, Value>> {
-        Some(&self.output)
+        Some(&self.w.output)
     }
     fn workflow_field(&self, name: &str) -> Option<Value> {
+        let w = self.w;
         match name {
-            "workflowId" => Some(Value::String(self.id.to_string())),
-            "correlationId" => self
+            "workflowId" => Some(Value::String(w.id.to_string())),
+            "correlationId" => w
                 .correlation_id
                 .as_ref()
                 .map(|c| Value::String(c.to_string())),
-            "workflowType" => Some(Value::String(self.name.to_string())),
-            "status" => serde_json::to_value(self.status).ok(),
+            "workflowType" => Some(Value::String(w.name.to_string())),
+            "status" => serde_json::to_value(w.status).ok(),
             _ => None,
         }
     }
-    fn task(&self, reference: &str) -> Option<(&Value, &Map<String, Value>)> {
-        self.tasks
+    fn task(&self, reference: &str) -> Option<TaskData<'_>> {
+        self.w
+            .tasks
             .iter()
             .rev()
             .find(|t| &*t.reference_task_name == reference)
-            .map(|t| (&*t.input_data.0, &t.output_data))
+            .map(|t| (self.input(t), self.output(t)))
     }
+}
+
+/// A task input decided once and given to every task of a bulk request.
+#[derive(Clone)]
+enum PreparedInput {
+    Inline(Shared),
+    External(Arc<str>),
+    TooLarge(u64),
 }
 
 #[derive(Serialize)]
@@ -187,6 +220,24 @@ fn hour() -> i64 {
     3600
 }
 
+/// How many tasks a poll wants and how long it waits for them.
+#[derive(Debug, Clone, Copy)]
+pub struct Want {
+    pub count: usize,
+    pub timeout_ms: u64,
+    /// Wait for all `count` until the timeout instead of answering with the first task.
+    pub wait_for_count: bool,
+}
+
+impl Want {
+    /// The real single poll (and update-v2's next task): one task, waiting up to 100 ms.
+    pub const ONE: Want = Want {
+        count: 1,
+        timeout_ms: 100,
+        wait_for_count: false,
+    };
+}
+
 /// What an update did, for update-v2's follow-up poll.
 pub struct Updated {
     pub task_id: Arc<str>,
@@ -214,6 +265,8 @@ pub struct Store {
     /// (deadline ms, task id) of IN_PROGRESS tasks; stale entries are skipped when popped.
     timeouts: Mutex<BinaryHeap<Deadline>>,
     pub stats: Counters,
+    /// Externally stored payloads and the size limits.
+    pub payloads: Payloads,
 }
 
 /// The queue name of a task type in a domain, as the real server forms it.
@@ -235,6 +288,13 @@ fn bad(msg: impl Into<String>) -> ApiError {
 
 impl Default for Store {
     fn default() -> Self {
+        Store::new(PayloadLimits::default())
+    }
+}
+
+impl Store {
+    /// An empty store with these payload limits.
+    pub fn new(limits: PayloadLimits) -> Self {
         Store {
             queues: RwLock::default(),
             index: (0..SHARDS).map(|_| Mutex::default()).collect(),
@@ -244,6 +304,7 @@ impl Default for Store {
             wfdefs: RwLock::default(),
             timeouts: Mutex::default(),
             stats: Counters::default(),
+            payloads: Payloads::new(limits),
         }
     }
 }
@@ -473,7 +534,7 @@ impl Store {
         let mut actions = Vec::new();
         {
             let mut w = lock(&cell);
-            self.schedule(&cell, &mut w, 0, now, &mut actions);
+            self.schedule(&cell, &mut w, 0, now, &mut actions, None);
         }
         lock(&self.workflows[self.shard(&id)]).insert(id.clone(), cell);
         self.run(actions);
@@ -505,7 +566,17 @@ impl Store {
         serde_json::to_vec(&view).map_err(|e| bad(e.to_string()))
     }
 
-    /// Creates the task for position `pos` of the definition and queues it.
+    /// A task input placed by its size: inline, stored externally, or too large.
+    fn prepare_input(&self, input: Map<String, Value>) -> PreparedInput {
+        match self.payloads.place(PayloadKind::Input, &input) {
+            Placement::Inline => PreparedInput::Inline(Shared::new(Value::Object(input))),
+            Placement::External(k) => PreparedInput::External(k.into()),
+            Placement::TooLarge(n) => PreparedInput::TooLarge(n),
+        }
+    }
+
+    /// Creates the task for position `pos` of the definition and queues it. `memo` carries the
+    /// input decided for the first task of a bulk request to the others (same input for all).
     fn schedule(
         &self,
         cell: &Arc<WfCell>,
@@ -513,10 +584,48 @@ impl Store {
         pos: usize,
         now: i64,
         actions: &mut Vec<Action>,
+        memo: Option<&mut Option<PreparedInput>>,
     ) {
         let def = w.def.clone();
         let wt: &WorkflowTask = &def.def.tasks[pos];
-        let input = expr::resolve_map(&wt.input_parameters, &*w);
+        let resolve = || {
+            let view = View {
+                w,
+                payloads: &self.payloads,
+            };
+            self.prepare_input(expr::resolve_map(&wt.input_parameters, &view))
+        };
+        let prepared = match memo {
+            Some(Some(p)) => p.clone(),
+            Some(slot) => slot.insert(resolve()).clone(),
+            None => resolve(),
+        };
+        let mut task = self.new_task(w, pos, now);
+        match prepared {
+            PreparedInput::Inline(input) => task.input_data = input,
+            PreparedInput::External(key) => {
+                inc(&self.stats.externalized_inputs);
+                task.external_input_payload_storage_path = Some(key);
+            }
+            PreparedInput::TooLarge(size) => {
+                let reason = self.payloads.too_large_reason(size, &task.task_id, &w.id);
+                task.status = TaskStatus::FailedWithTerminalError;
+                task.reason_for_incompletion = Some(reason);
+                task.end_time = now;
+                inc(&self.stats.failed_terminal);
+                let idx = w.tasks.len();
+                self.add_task(cell, w, task, None, actions);
+                self.fail_for_payload(w, idx, now, actions);
+                return;
+            }
+        }
+        self.add_task(cell, w, task, Some(0), actions);
+    }
+
+    /// The task for position `pos` of the definition, `SCHEDULED`, with an empty input.
+    fn new_task(&self, w: &Workflow, pos: usize, now: i64) -> Task {
+        let def = &w.def;
+        let wt: &WorkflowTask = &def.def.tasks[pos];
         let (policy, rto) = match &w.policy_override {
             Some(p) => p.clone(),
             None => match self.taskdef(&wt.name) {
@@ -533,10 +642,10 @@ impl Store {
             .filter(|d| !d.is_empty() && *d != "NO_DOMAIN")
             .map(Arc::<str>::from);
         let task_type: Arc<str> = wt.name.as_str().into();
-        let task = Task {
+        Task {
             task_type: task_type.clone(),
             status: TaskStatus::Scheduled,
-            input_data: Shared::new(Value::Object(input)),
+            input_data: Shared::new(Value::Object(Map::new())),
             reference_task_name: wt.task_reference_name.as_str().into(),
             retry_count: 0,
             seq: w.tasks.len() as u32 + 1,
@@ -567,42 +676,58 @@ impl Store {
             workflow_priority: 0,
             iteration: 0,
             first_start_time: 0,
+            external_input_payload_storage_path: None,
             external_output_payload_storage_path: None,
             sub_workflow_id: None,
             internal: TaskInternal {
                 policy,
                 ..Default::default()
             },
-        };
-        self.add_task(cell, w, task, 0, actions);
+        }
     }
 
-    /// Appends a task to its workflow, indexes it and queues it after `delay_ms`.
+    /// Task `idx` was failed for a payload above the hard limit: the workflow fails with it,
+    /// optional or not, as the real server's `TerminateWorkflowException` does.
+    fn fail_for_payload(&self, w: &mut Workflow, idx: usize, now: i64, actions: &mut Vec<Action>) {
+        let t = &w.tasks[idx];
+        // The real server names the workflow's status here, not the task's.
+        let reason = format!(
+            "Task {} failed with status: FAILED and reason: '{}'",
+            t.task_id,
+            t.reason_for_incompletion.as_deref().unwrap_or("")
+        );
+        self.end_workflow(w, WorkflowStatus::Failed, Some(reason), now, actions);
+    }
+
+    /// Appends a task to its workflow, indexes it and queues it after `delay_ms` (never when
+    /// `None`: the task was created terminal).
     fn add_task(
         &self,
         cell: &Arc<WfCell>,
         w: &mut Workflow,
         mut task: Task,
-        delay_ms: u64,
+        delay_ms: Option<u64>,
         actions: &mut Vec<Action>,
     ) {
         let idx = w.tasks.len();
         let id = task.task_id.clone();
         let key = queue_key(&task.task_type, task.domain.as_deref()).into_owned();
-        if delay_ms == 0 {
-            task.internal.in_queue = true;
-            actions.push(Action::Push {
-                key,
-                id: id.clone(),
-            });
-        } else {
-            actions.push(Action::PushLater {
+        match delay_ms {
+            None => {}
+            Some(0) => {
+                task.internal.in_queue = true;
+                actions.push(Action::Push {
+                    key,
+                    id: id.clone(),
+                });
+            }
+            Some(delay_ms) => actions.push(Action::PushLater {
                 key,
                 id: id.clone(),
                 delay_ms,
                 wf: cell.clone(),
                 idx,
-            });
+            }),
         }
         w.tasks.push(task);
         w.update_time = now_ms();
@@ -690,8 +815,10 @@ impl Store {
         t.worker_id = None;
         t.reason_for_incompletion = None;
         t.output_data = Map::new();
+        // The input (and its storage key) carries over; the output starts afresh.
+        t.external_output_payload_storage_path = None;
         t.executed = false;
-        self.add_task(cell, w, t, delay_ms, actions);
+        self.add_task(cell, w, t, Some(delay_ms), actions);
     }
 
     fn advance(
@@ -710,15 +837,23 @@ impl Store {
             .iter()
             .position(|d| *d.task_reference_name == *reference);
         match pos {
-            Some(p) if p + 1 < w.def.def.tasks.len() => self.schedule(cell, w, p + 1, now, actions),
+            Some(p) if p + 1 < w.def.def.tasks.len() => {
+                self.schedule(cell, w, p + 1, now, actions, None)
+            }
             _ => {
                 let params = &w.def.def.output_parameters;
-                w.output = if params.is_empty() {
-                    // The real server's default: the last task's output becomes the workflow's.
-                    w.tasks[idx].output_data.clone()
-                } else {
-                    expr::resolve_map(params, &*w)
+                let view = View {
+                    w,
+                    payloads: &self.payloads,
                 };
+                // Stored outputs are read back: the workflow's output is always inline.
+                let output = if params.is_empty() {
+                    // The real server's default: the last task's output becomes the workflow's.
+                    view.output(&w.tasks[idx]).into_owned()
+                } else {
+                    expr::resolve_map(params, &view)
+                };
+                w.output = output;
                 self.end_workflow(w, WorkflowStatus::Completed, None, now, actions);
             }
         }
@@ -801,6 +936,7 @@ impl Store {
         let key = queue_key(&req.task_type, norm_domain(req.domain.as_deref())).into_owned();
         let now = now_ms();
         let mut ids = Vec::with_capacity(req.count);
+        let mut memo = None;
         for _ in 0..req.count {
             let id = new_id();
             let cell = Arc::new(Mutex::new(Workflow {
@@ -822,7 +958,7 @@ impl Store {
             let mut actions = Vec::with_capacity(1);
             {
                 let mut w = lock(&cell);
-                self.schedule(&cell, &mut w, 0, now, &mut actions);
+                self.schedule(&cell, &mut w, 0, now, &mut actions, Some(&mut memo));
             }
             lock(&self.workflows[self.shard(&id)]).insert(id, cell);
             for a in actions {
@@ -838,8 +974,15 @@ impl Store {
     // ---- polling ------------------------------------------------------------------------------
 
     /// Pops up to `count` tasks, marks them IN_PROGRESS and appends their JSON to `buf`
-    /// (comma-separated). Returns how many were taken.
-    fn try_poll(&self, q: &Queue, worker: Option<&str>, count: usize, buf: &mut Vec<u8>) -> usize {
+    /// (comma-separated, after the `had` tasks already in it). Returns how many were taken.
+    fn try_poll(
+        &self,
+        q: &Queue,
+        worker: Option<&str>,
+        count: usize,
+        had: usize,
+        buf: &mut Vec<u8>,
+    ) -> usize {
         let ids: Vec<Arc<str>> = {
             let mut items = lock(&q.items);
             let n = count.min(items.len());
@@ -878,7 +1021,7 @@ impl Store {
                 .in_progress
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             deadlines.push(Reverse((now + t.response_timeout_seconds * 1000, id)));
-            if taken > 0 {
+            if had + taken > 0 {
                 buf.push(b',');
             }
             // Serializing into a Vec cannot fail for these types.
@@ -891,33 +1034,40 @@ impl Store {
         taken
     }
 
-    /// A long poll: returns as soon as at least one task is taken, or after `timeout_ms` with
-    /// none. Appends the tasks' JSON to `buf`, comma-separated; returns how many.
+    /// A long poll: returns as soon as at least one task is taken (with `wait_for_count`: all
+    /// `count`), or after `timeout_ms` with what it has. Appends the tasks' JSON to `buf`,
+    /// comma-separated; returns how many.
     pub async fn poll(
         &self,
         task_type: &str,
         domain: Option<&str>,
         worker: Option<&str>,
-        count: usize,
-        timeout_ms: u64,
+        want: Want,
         buf: &mut Vec<u8>,
     ) -> usize {
+        let Want {
+            count,
+            timeout_ms,
+            wait_for_count,
+        } = want;
         if count == 0 {
             return 0;
         }
         let q = self.queue(&queue_key(task_type, norm_domain(domain)));
         let deadline = tokio::time::Instant::now() + Duration::from_millis(timeout_ms);
+        let enough = if wait_for_count { count } else { 1 };
+        let mut had = 0;
         loop {
             let notified = q.notify.notified();
             tokio::pin!(notified);
             // Registered before looking at the queue so that a push in between is not missed.
             notified.as_mut().enable();
-            let n = self.try_poll(&q, worker, count, buf);
-            if n > 0 || tokio::time::Instant::now() >= deadline {
-                return n;
+            had += self.try_poll(&q, worker, count - had, had, buf);
+            if had >= enough || tokio::time::Instant::now() >= deadline {
+                return had;
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                return self.try_poll(&q, worker, count, buf);
+                return had + self.try_poll(&q, worker, count - had, had, buf);
             }
         }
     }
@@ -979,6 +1129,15 @@ impl Store {
                 "No such task found by id: {task_id}"
             )));
         };
+        if let Some(p) = r.external_output_payload_storage_path.as_deref()
+            && !r.extend_lease
+            && !self.payloads.contains(p)
+        {
+            return Err(bad(format!(
+                "externalOutputPayloadStoragePath {p:?} is not in external storage: PUT the \
+                 output to the uri of a WRITE location first"
+            )));
+        }
         let now = now_ms();
         let mut actions = Vec::new();
         let out = {
@@ -1055,17 +1214,20 @@ impl Store {
                     .in_progress
                     .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
             }
-            if let Some(o) = r.output_data {
-                t.output_data = o;
-            }
-            if r.reason_for_incompletion.is_some() {
+            let too_large =
+                self.apply_output(t, r.output_data, r.external_output_payload_storage_path);
+            let status = if let Some(size) = too_large {
+                let reason = self.payloads.too_large_reason(size, &t.task_id, &w.id);
+                t.reason_for_incompletion = Some(reason);
+                TaskStatus::FailedWithTerminalError
+            } else {
+                status
+            };
+            if too_large.is_none() && r.reason_for_incompletion.is_some() {
                 t.reason_for_incompletion = r.reason_for_incompletion;
             }
             if r.worker_id.is_some() {
                 t.worker_id = r.worker_id;
-            }
-            if r.external_output_payload_storage_path.is_some() {
-                t.external_output_payload_storage_path = r.external_output_payload_storage_path;
             }
             if r.sub_workflow_id.is_some() {
                 t.sub_workflow_id = r.sub_workflow_id;
@@ -1121,12 +1283,44 @@ impl Store {
                     _ => {}
                 }
                 updated.terminal = true;
-                self.decide(&tr.wf, w, tr.idx, now, &mut actions);
+                if too_large.is_some() {
+                    self.fail_for_payload(w, tr.idx, now, &mut actions);
+                } else {
+                    self.decide(&tr.wf, w, tr.idx, now, &mut actions);
+                }
             }
             updated
         };
         self.run(actions);
         Ok(out)
+    }
+
+    /// Puts a result's output into the task: a key the worker uploaded to as given, an inline
+    /// output stored externally above the threshold (by the server, as the real one does).
+    /// Returns the size of an output above the hard limit, which is dropped.
+    fn apply_output(
+        &self,
+        t: &mut Task,
+        output: Option<Map<String, Value>>,
+        path: Option<String>,
+    ) -> Option<u64> {
+        if let Some(p) = path {
+            t.output_data = Map::new();
+            t.external_output_payload_storage_path = Some(p);
+            return None;
+        }
+        let o = output?;
+        let (inline, path, too_large) = match self.payloads.place(PayloadKind::Output, &o) {
+            Placement::Inline => (o, None, None),
+            Placement::External(key) => {
+                inc(&self.stats.externalized_outputs);
+                (Map::new(), Some(key), None)
+            }
+            Placement::TooLarge(size) => (Map::new(), None, Some(size)),
+        };
+        t.output_data = inline;
+        t.external_output_payload_storage_path = path;
+        too_large
     }
 
     /// The answer to the last update of `task_id` was withheld (`reset_after_rate`): the worker
@@ -1250,7 +1444,11 @@ mod tests {
 
     async fn poll_one(s: &Store, ty: &str) -> Option<Value> {
         let mut buf = Vec::new();
-        let n = s.poll(ty, None, Some("w1"), 1, 0, &mut buf).await;
+        let want = Want {
+            timeout_ms: 0,
+            ..Want::ONE
+        };
+        let n = s.poll(ty, None, Some("w1"), want, &mut buf).await;
         (n == 1).then(|| serde_json::from_slice(&buf).unwrap())
     }
 

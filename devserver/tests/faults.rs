@@ -249,7 +249,8 @@ async fn admin_faults_merge_validate_and_reset() {
     assert_eq!(
         f,
         json!({"latency_ms": 0, "fail_rate": {}, "drop_rate": {}, "malformed_rate": {},
-               "reset_after_rate": {}, "paused": false, "update_v2": true, "update_v2_missing_status": 404})
+               "reset_after_rate": {}, "paused": false, "update_v2": true, "update_v2_missing_status": 404,
+               "batch_poll_waits_for_count": false})
     );
     for patch in [
         json!({"fail_rate": {"update": 0.5}}),
