@@ -627,3 +627,77 @@ async fn health_answers_on_both_paths() {
     );
     assert_eq!(env.server.stats().requests["health"], 2);
 }
+
+fn waiting_for_count() -> conductor_devserver::Config {
+    let mut c = conductor_devserver::Config::default();
+    c.faults.batch_poll_waits_for_count = true;
+    c
+}
+
+#[tokio::test]
+async fn a_batch_poll_that_waits_for_count_answers_at_the_timeout_with_what_it_has() {
+    let env = common::start_with(waiting_for_count()).await;
+    env.enqueue(json!({"taskType": "wc", "count": 2})).await;
+    let t0 = Instant::now();
+    let tasks = env.batch_poll("wc", 5, 1500).await;
+    let took = t0.elapsed();
+    assert_eq!(tasks.len(), 2);
+    assert!(took >= Duration::from_millis(1400), "{took:?}");
+    assert!(took < Duration::from_millis(3000), "{took:?}");
+    // count=1 returns as soon as one task is ready; timeout=0 at once with what is ready.
+    env.enqueue(json!({"taskType": "wc", "count": 3})).await;
+    let t0 = Instant::now();
+    assert_eq!(env.batch_poll("wc", 1, 1500).await.len(), 1);
+    assert_eq!(env.batch_poll("wc", 5, 0).await.len(), 2);
+    assert!(
+        t0.elapsed() < Duration::from_millis(500),
+        "{:?}",
+        t0.elapsed()
+    );
+    // A full batch returns at once.
+    env.enqueue(json!({"taskType": "wc", "count": 4})).await;
+    let t0 = Instant::now();
+    assert_eq!(env.batch_poll("wc", 4, 1500).await.len(), 4);
+    assert!(
+        t0.elapsed() < Duration::from_millis(500),
+        "{:?}",
+        t0.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn a_task_arriving_during_a_wait_for_count_poll_comes_at_the_timeout() {
+    let env = common::start_with(waiting_for_count()).await;
+    let (api, client) = (env.api.clone(), env.client.clone());
+    let t0 = Instant::now();
+    let poll = tokio::spawn(async move {
+        let r = client
+            .get(format!("{api}/tasks/poll/batch/wa?count=5&timeout=1500"))
+            .send()
+            .await
+            .unwrap();
+        (r.json::<Vec<Value>>().await.unwrap(), t0.elapsed())
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    env.enqueue(json!({"taskType": "wa"})).await;
+    let (tasks, took) = poll.await.unwrap();
+    assert_eq!(tasks.len(), 1);
+    assert!(took >= Duration::from_millis(1400), "{took:?}");
+    // Switched off at run time, a batch poll answers with the tasks that are ready.
+    let r = env
+        .client
+        .put(format!("{}/admin/faults", env.root))
+        .json(&json!({"batch_poll_waits_for_count": false}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    env.enqueue(json!({"taskType": "wa", "count": 2})).await;
+    let t0 = Instant::now();
+    assert_eq!(env.batch_poll("wa", 5, 1500).await.len(), 2);
+    assert!(
+        t0.elapsed() < Duration::from_millis(500),
+        "{:?}",
+        t0.elapsed()
+    );
+}
