@@ -684,14 +684,8 @@ async fn a_task_arriving_during_a_wait_for_count_poll_comes_at_the_timeout() {
     assert_eq!(tasks.len(), 1);
     assert!(took >= Duration::from_millis(1400), "{took:?}");
     // Switched off at run time, a batch poll answers with the tasks that are ready.
-    let r = env
-        .client
-        .put(format!("{}/admin/faults", env.root))
-        .json(&json!({"batch_poll_waits_for_count": false}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    env.set_faults(json!({"batch_poll_waits_for_count": false}))
+        .await;
     env.enqueue(json!({"taskType": "wa", "count": 2})).await;
     let t0 = Instant::now();
     assert_eq!(env.batch_poll("wa", 5, 1500).await.len(), 2);

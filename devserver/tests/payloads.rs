@@ -32,14 +32,7 @@ async fn register(env: &Env) {
         ],
         "outputParameters": {"out": "${b.output.data}", "fromA": "${a.output.data}"}
     }]);
-    let r = env
-        .client
-        .put(format!("{}/metadata/workflow", env.api))
-        .json(&def)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    env.workflow_defs(def).await;
 }
 
 async fn start_wf(env: &Env, input: Value) -> String {
@@ -105,7 +98,7 @@ async fn a_big_input_is_stored_and_an_uploaded_output_resolves() {
     assert_eq!(loc["path"], key.as_str());
     let uri = loc["uri"].as_str().unwrap();
     assert_eq!(uri, format!("{}/external/{key}", env.api));
-    let r = env.client.get(uri).send().await.unwrap();
+    let r = env.get(uri).await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["content-type"], "application/json");
     assert_eq!(r.json::<Value>().await.unwrap(), json!({ "x": big }));
@@ -367,12 +360,7 @@ async fn none_storage_hands_out_no_uri() {
     assert!(write.get("uri").is_none(), "{write}");
     path_of(&write, "path");
     // Nothing is served: the real default storage has no such route.
-    let r = env
-        .client
-        .get(format!("{}/external/{key}", env.api))
-        .send()
-        .await
-        .unwrap();
+    let r = env.get(&format!("{}/external/{key}", env.api)).await;
     assert_eq!(r.status(), 404);
 }
 
@@ -402,33 +390,18 @@ async fn bad_locations_uploads_and_keys_are_errors() {
     assert_eq!(r.status(), 400);
     assert!(r.text().await.unwrap().contains("PayloadType: BLOB"));
     // Lower case is accepted, as on the real server; so is the alias route.
-    let r = env
-        .client
-        .get(format!(
-            "{}/tasks/external-storage-location?path=&operation=write&payloadType=task_output",
-            env.api
-        ))
-        .send()
-        .await
-        .unwrap();
+    let alias = "tasks/external-storage-location?path=&operation=write&payloadType=task_output";
+    let r = env.get(&format!("{}/{alias}", env.api)).await;
     assert_eq!(r.status(), 200);
     // A missing parameter is the real server's 500.
     let r = env
-        .client
-        .get(format!("{}/tasks/externalstoragelocation?path=x", env.api))
-        .send()
-        .await
-        .unwrap();
+        .get(&format!("{}/tasks/externalstoragelocation?path=x", env.api))
+        .await;
     assert_eq!(r.status(), 500);
     assert!(r.text().await.unwrap().contains("'operation'"));
     // An unknown key still gets a uri; the GET of it is a 404.
     let loc = location_json(&env, "nope.json", "READ", "TASK_INPUT").await;
-    let r = env
-        .client
-        .get(loc["uri"].as_str().unwrap())
-        .send()
-        .await
-        .unwrap();
+    let r = env.get(loc["uri"].as_str().unwrap()).await;
     assert_eq!(r.status(), 404);
     let e: Value = r.json().await.unwrap();
     assert!(e["message"].as_str().unwrap().contains("nope.json"), "{e}");
@@ -459,29 +432,20 @@ async fn storage_routes_need_the_token_when_auth_is_on() {
     let mut c = Config::default();
     c.auth.push("key:secret".parse().unwrap());
     let env = start_with(c).await;
-    let token = env
-        .client
-        .post(format!("{}/token", env.api))
-        .json(&json!({"keyId": "key", "keySecret": "secret"}))
-        .send()
-        .await
-        .unwrap()
-        .json::<Value>()
-        .await
-        .unwrap()["token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let token = env.token("key", "secret").await;
     let loc_url = format!(
         "{}/tasks/externalstoragelocation?path=&operation=WRITE&payloadType=TASK_OUTPUT",
         env.api
     );
-    assert_eq!(env.client.get(&loc_url).send().await.unwrap().status(), 401);
-    let loc: Value = env
-        .client
-        .get(&loc_url)
-        .header("X-Authorization", &token)
-        .send()
+    let get = |url: &str, token: Option<&str>| {
+        let mut req = env.client.get(url);
+        if let Some(t) = token {
+            req = req.header("X-Authorization", t);
+        }
+        req.send()
+    };
+    assert_eq!(get(&loc_url, None).await.unwrap().status(), 401);
+    let loc: Value = get(&loc_url, Some(&token))
         .await
         .unwrap()
         .json()
@@ -489,45 +453,31 @@ async fn storage_routes_need_the_token_when_auth_is_on() {
         .unwrap();
     let uri = loc["uri"].as_str().unwrap();
     let body = json!({"a": 1});
-    let r = env.client.put(uri).json(&body).send().await.unwrap();
-    assert_eq!(r.status(), 401);
-    let r = env
-        .client
-        .put(uri)
-        .header("X-Authorization", &token)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    assert_eq!(env.client.get(uri).send().await.unwrap().status(), 401);
-    let r = env
-        .client
-        .get(uri)
-        .header("X-Authorization", &token)
-        .send()
-        .await
-        .unwrap();
+    let put = |token: Option<&str>| {
+        let mut req = env.client.put(uri).json(&body);
+        if let Some(t) = token {
+            req = req.header("X-Authorization", t);
+        }
+        req.send()
+    };
+    assert_eq!(put(None).await.unwrap().status(), 401);
+    assert_eq!(put(Some(&token)).await.unwrap().status(), 200);
+    assert_eq!(get(uri, None).await.unwrap().status(), 401);
+    let r = get(uri, Some(&token)).await.unwrap();
     assert_eq!(r.json::<Value>().await.unwrap(), body);
 }
 
 #[tokio::test]
 async fn the_external_fault_group_covers_locations_and_storage() {
     let env = start_with(Config::default()).await;
-    let r = env
-        .client
-        .put(format!("{}/admin/faults", env.root))
-        .json(&json!({"fail_rate": {"external": 1.0}}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    env.set_faults(json!({"fail_rate": {"external": 1.0}}))
+        .await;
     assert_eq!(
         location(&env, "", "WRITE", "TASK_OUTPUT").await.status(),
         500
     );
     let url = format!("{}/external/k.json", env.api);
-    assert_eq!(env.client.get(&url).send().await.unwrap().status(), 500);
+    assert_eq!(env.get(&url).await.status(), 500);
     let r = env.client.put(&url).json(&json!({})).send().await.unwrap();
     assert_eq!(r.status(), 500);
     // Other groups are untouched.

@@ -93,6 +93,47 @@ impl Env {
             .unwrap()
     }
 
+    pub async fn get(&self, url: &str) -> reqwest::Response {
+        self.client.get(url).send().await.unwrap()
+    }
+
+    /// `PUT /admin/faults` with a partial faults object.
+    pub async fn set_faults(&self, patch: Value) {
+        let r = self
+            .client
+            .put(format!("{}/admin/faults", self.root))
+            .json(&patch)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    }
+
+    /// `PUT /api/metadata/workflow`.
+    pub async fn workflow_defs(&self, defs: Value) {
+        let r = self
+            .client
+            .put(format!("{}/metadata/workflow", self.api))
+            .json(&defs)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    }
+
+    /// A token from `POST /api/token`.
+    pub async fn token(&self, key: &str, secret: &str) -> String {
+        let r = self
+            .client
+            .post(format!("{}/token", self.api))
+            .json(&json!({"keyId": key, "keySecret": secret}))
+            .send()
+            .await
+            .unwrap();
+        let body: Value = r.json().await.unwrap();
+        body["token"].as_str().unwrap().to_string()
+    }
+
     pub async fn get_json(&self, url: &str) -> Value {
         let r = self.client.get(url).send().await.unwrap();
         assert_eq!(r.status(), 200, "GET {url}");
