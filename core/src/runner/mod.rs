@@ -657,36 +657,46 @@ impl WorkerInner {
     /// Buffers polled tasks for the executors, or gives them back if the worker is stopping.
     /// A task whose input the server stored externally is buffered once its input is here.
     pub(crate) fn accept_tasks(self: &Arc<Self>, server: ServerId, mut tasks: Vec<Task>) {
+        let external: Vec<Task> = tasks
+            .extract_if(.., |t| t.external_input_payload_storage_path.is_some())
+            .collect();
+        if !external.is_empty() && !self.is_stopping() {
+            self.lock_slots().downloading += external.len();
+            for task in external {
+                self.handle
+                    .spawn(Arc::clone(self).download_then_buffer(server, task));
+            }
+        } else {
+            tasks.extend(external);
+        }
+        self.buffer(server, tasks, 0);
+    }
+
+    /// Buffers tasks whose input is complete (`downloaded` of them just downloaded), or gives
+    /// them back if the worker is stopping.
+    fn buffer(self: &Arc<Self>, server: ServerId, tasks: Vec<Task>, downloaded: usize) {
+        let mut slots = self.lock_slots();
+        // In the same critical section as the push: the slot must not look free in between.
+        slots.downloading = slots.downloading.saturating_sub(downloaded);
         if tasks.is_empty() {
             return;
         }
         if self.is_stopping() {
+            drop(slots);
             for task in &tasks {
                 self.deliveries.give_back(server, task, self.origin());
             }
             return;
         }
-        let external: Vec<Task> = tasks
-            .extract_if(.., |t| t.external_input_payload_storage_path.is_some())
-            .collect();
-        let mut slots = self.lock_slots();
-        slots.downloading += external.len();
         for task in tasks {
             slots.ready.push_back(ClaimedTask { task, server });
         }
-        let any_ready = !slots.ready.is_empty();
         drop(slots);
-        for task in external {
-            self.handle
-                .spawn(Arc::clone(self).download_then_accept(server, task));
-        }
-        if any_ready {
-            // The executor that waited last gets the task: under load that is the one that
-            // just finished a task and is still warm, so one executor thread keeps running
-            // while the others sleep (first-in-first-out wakes a different host thread per
-            // task, and with Python threads each wake is a GIL hand-off).
-            self.task_ready.notify_last();
-        }
+        // The executor that waited last gets the task: under load that is the one that just
+        // finished a task and is still warm, so one executor thread keeps running while the
+        // others sleep (first-in-first-out wakes a different host thread per task, and with
+        // Python threads each wake is a GIL hand-off).
+        self.task_ready.notify_last();
     }
 
     fn is_stopping(&self) -> bool {
@@ -698,14 +708,16 @@ impl WorkerInner {
 
     /// Downloads a task's externalized input, then buffers the task; a task whose input cannot
     /// be had is failed terminally, never run on an empty input.
-    async fn download_then_accept(self: Arc<Self>, server: ServerId, mut task: Task) {
+    async fn download_then_buffer(self: Arc<Self>, server: ServerId, mut task: Task) {
         let downloaded = match self.servers.client(server) {
             Some(client) => {
                 payloads::download_input(client, &mut task, &self.deliveries.backoff).await
             }
-            None => return,
+            None => {
+                self.buffer(server, Vec::new(), 1);
+                return;
+            }
         };
-        self.lock_slots().downloading -= 1;
         match downloaded {
             Ok(transfer) => {
                 self.metrics.external_reads.fetch_add(1, Ordering::Relaxed);
@@ -721,9 +733,12 @@ impl WorkerInner {
                         duration: transfer.duration,
                     });
                 }
-                self.accept_tasks(server, vec![task]);
+                self.buffer(server, vec![task], 1);
             }
-            Err(e) => self.fail_unreadable_input(server, &task, &e),
+            Err(e) => {
+                self.buffer(server, Vec::new(), 1);
+                self.fail_unreadable_input(server, &task, &e);
+            }
         }
         self.capacity.notify_waiters();
     }

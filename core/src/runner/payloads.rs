@@ -75,7 +75,7 @@ pub(crate) async fn download_input(
         match fetch_input(server, &path).await {
             Ok(bytes) => break bytes,
             Err(InputUnavailable::Request(e))
-                if e.is_retryable() && started.elapsed() < DOWNLOAD_BUDGET =>
+                if worth_retrying(&e) && started.elapsed() < DOWNLOAD_BUDGET =>
             {
                 tracing::warn!(task_id = %task.task_id, path, attempt, error = %e, "external input download failed; retrying");
                 tokio::time::sleep(backoff.delay(attempt)).await;
@@ -90,6 +90,15 @@ pub(crate) async fn download_input(
         bytes: bytes.len(),
         duration: started.elapsed(),
     })
+}
+
+/// Transport errors, 5xx, 408 and 429 may pass later; any other answer of a storage (an expired
+/// presigned URL's 403, a 404) will not.
+fn worth_retrying(e: &Error) -> bool {
+    match e {
+        Error::Status { status, .. } => *status >= 500 || *status == 408 || *status == 429,
+        _ => e.is_retryable(),
+    }
 }
 
 async fn fetch_input(server: &ServerClient, path: &str) -> Result<Vec<u8>, InputUnavailable> {

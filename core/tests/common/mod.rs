@@ -144,6 +144,24 @@ impl Server {
     }
 }
 
+impl Server {
+    /// Waits until `stats.tasks.failed_terminal` reaches `n` (or panics after `within`).
+    pub async fn wait_terminal(&self, n: u64, within: Duration) -> Value {
+        let until = Instant::now() + within;
+        loop {
+            let stats = self.stats().await;
+            if count(&stats, "tasks", "failed_terminal") >= n {
+                return stats;
+            }
+            assert!(
+                Instant::now() < until,
+                "fewer than {n} tasks failed terminally: {stats}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
 /// Exactly `n` tasks of `worker`, however many polls that takes.
 pub async fn claim(worker: &Worker, n: usize) -> Vec<ClaimedTask> {
     let mut claimed = Vec::new();
