@@ -1,22 +1,70 @@
-"""The contract suite runs every test in test_worker_api.py against both servers: the dev server
-and a real Conductor server. Each server starts once per session."""
+"""The contract suite runs every test in test_worker_api.py and test_large_payloads.py against
+three servers: the dev server, a real Conductor server on SQLite, and a real Conductor server on
+PostgreSQL. Each server starts once per session. test_large_payloads.py also runs its tests on
+dev servers started with other flags (``DEVSERVER_VARIANTS``), in the dev server tier."""
 
 from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 
 from tools.conductor_server import ConductorServer
 from tools.devserver import DevServer
-from tools.fixtures import conductor_server_fixture, devserver_fixture, pytest_terminal_summary
+from tools.fixtures import (
+    conductor_postgres_server_fixture,
+    conductor_server_fixture,
+    devserver_fixture,
+    pytest_terminal_summary,
+)
 from tools.rest import Client
 
-__all__ = ["conductor_server_fixture", "devserver_fixture", "pytest_terminal_summary"]
+__all__ = [
+    "conductor_postgres_server_fixture",
+    "conductor_server_fixture",
+    "devserver_fixture",
+    "pytest_terminal_summary",
+]
+
+
+@dataclass(frozen=True)
+class Behaviour:
+    """What a server does where servers legitimately differ (DIFFERENCES.md)."""
+
+    backend: str  # "memory" (dev server), "sqlite", "postgres"
+    # What the external payload storage hands a worker: "upload" (a URI that takes GET and PUT),
+    # "read-only" (a URI that takes GET only; PUT answers 405), "none" (no URI at all).
+    storage: str
+    # Does a batch poll wait for `count` tasks (or its timeout) when fewer are ready?
+    batch_poll_waits_for_count: bool
+    # Payload limits in KB: above a threshold the server stores the task's payload externally,
+    # above the maximum it fails the task FAILED_WITH_TERMINAL_ERROR.
+    input_threshold_kb: int = 3072
+    output_threshold_kb: int = 3072
+    max_payload_kb: int = 10240
+
+
+BEHAVIOUR = {
+    "devserver": Behaviour("memory", "upload", batch_poll_waits_for_count=False),
+    "conductor": Behaviour("sqlite", "none", batch_poll_waits_for_count=True),
+    "conductor-postgres": Behaviour("postgres", "read-only", batch_poll_waits_for_count=True),
+}
+
+# Dev servers with other flags, each the dev server's twin of a real server's behaviour (or a
+# check that its limit flags work); test_large_payloads.py runs on them as well as on SERVERS.
+DEVSERVER_VARIANTS: dict[str, tuple[tuple[str, ...], Behaviour]] = {
+    "devserver:read-only": (("--external-storage", "read-only"), Behaviour("memory", "read-only", False)),
+    "devserver:none": (("--external-storage", "none"), Behaviour("memory", "none", False)),
+    "devserver:wait-for-count": (("--batch-poll-waits-for-count",), Behaviour("memory", "upload", True)),
+    "devserver:small-limits": (
+        ("--task-input-threshold-kb", "48", "--task-output-threshold-kb", "96", "--max-task-payload-kb", "256"),
+        Behaviour("memory", "upload", False, input_threshold_kb=48, output_threshold_kb=96, max_payload_kb=256),
+    ),
+}
 
 
 @dataclass
@@ -26,10 +74,25 @@ class Target:
     name: str
     api: Client
     root: Client
+    behaviour: Behaviour = field(default_factory=lambda: BEHAVIOUR["devserver"])
 
     @property
     def is_devserver(self) -> bool:
-        return self.name == "devserver"
+        return self.name.split(":")[0] == "devserver"
+
+    @property
+    def backend(self) -> str:
+        """ "memory" (dev server), "sqlite" or "postgres"."""
+        return self.behaviour.backend
+
+    @property
+    def storage(self) -> str:
+        """What its external payload storage does: "upload", "read-only" or "none"."""
+        return self.behaviour.storage
+
+    @property
+    def batch_poll_waits_for_count(self) -> bool:
+        return self.behaviour.batch_poll_waits_for_count
 
     def unique(self, prefix: str) -> str:
         return f"{prefix}_{uuid.uuid4().hex[:10]}"
@@ -157,14 +220,44 @@ def wait_for(check: Callable[[], Any], within: float, what: str) -> Any:
         time.sleep(0.2)
 
 
-@pytest.fixture(scope="session", params=["devserver", "conductor"])
+SERVERS = ("devserver", "conductor", "conductor-postgres")
+REAL_FIXTURE = {"conductor": "conductor_server_fixture", "conductor-postgres": "conductor_postgres_server_fixture"}
+
+
+def target_for(request: pytest.FixtureRequest, name: str) -> Target:
+    """The Target for a server name of SERVERS or DEVSERVER_VARIANTS (started on first use)."""
+    if name == "devserver":
+        dev: DevServer = request.getfixturevalue("devserver_fixture")
+        return Target(name, Client(dev.api), Client(dev.url), BEHAVIOUR[name])
+    if name in DEVSERVER_VARIANTS:
+        flags, behaviour = DEVSERVER_VARIANTS[name]
+        variant: DevServer = request.getfixturevalue("devserver_variants")(flags)
+        return Target(name, Client(variant.api), Client(variant.url), behaviour)
+    real: ConductorServer = request.getfixturevalue(REAL_FIXTURE[name])
+    return Target(name, Client(real.api), Client(real.url), BEHAVIOUR[name])
+
+
+@pytest.fixture(scope="session", params=SERVERS)
 def server(request: pytest.FixtureRequest) -> Target:
     """The server under test: each contract test runs once per server; each server starts once."""
-    if request.param == "devserver":
-        dev: DevServer = request.getfixturevalue("devserver_fixture")
-        return Target("devserver", Client(dev.api), Client(dev.url))
-    real: ConductorServer = request.getfixturevalue("conductor_server_fixture")
-    return Target("conductor", Client(real.api), Client(real.url))
+    return target_for(request, request.param)
+
+
+@pytest.fixture(scope="session")
+def devserver_variants() -> Iterator[Callable[[tuple[str, ...]], DevServer]]:
+    """Dev servers with extra flags, one per set of flags, each started on first use."""
+    started: dict[tuple[str, ...], DevServer] = {}
+
+    def get(flags: tuple[str, ...]) -> DevServer:
+        if flags not in started:
+            started[flags] = DevServer(*flags)
+        return started[flags]
+
+    try:
+        yield get
+    finally:
+        for dev in started.values():
+            dev.stop()
 
 
 def devserver_bug(request: pytest.FixtureRequest, server: Target, reference: str) -> None:
@@ -175,15 +268,13 @@ def devserver_bug(request: pytest.FixtureRequest, server: Target, reference: str
         request.applymarker(pytest.mark.xfail(reason=f"dev server bug: {reference} (DEVSERVER_BUGS.md)", strict=False))
 
 
-SERVERS = ("devserver", "conductor")
-
-
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
         "--servers",
         default=",".join(SERVERS),
-        help="comma-separated tiers to run: devserver (the contract tests on the dev server and the "
-        "dev-server-only tests), conductor (the contract tests on a real Conductor server)",
+        help="comma-separated tiers to run: devserver (the contract tests on the dev server, on its "
+        "variants and the dev-server-only tests), conductor (the contract tests on a real Conductor "
+        "server on SQLite), conductor-postgres (the same on a real Conductor server on PostgreSQL)",
     )
 
 
@@ -195,8 +286,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     keep, drop = [], []
     for item in items:
         callspec = getattr(item, "callspec", None)
-        # Tests without the `server` parameter start dev servers of their own: the devserver tier.
-        tier = callspec.params.get("server", "devserver") if callspec else "devserver"
+        # Tests without the `server` parameter start dev servers of their own: the devserver tier;
+        # so do the dev server variants ("devserver:<variant>").
+        tier = str(callspec.params.get("server", "devserver")).split(":")[0] if callspec else "devserver"
         (keep if tier in wanted else drop).append(item)
     if drop:
         config.hook.pytest_deselected(items=drop)

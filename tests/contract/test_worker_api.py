@@ -1,7 +1,10 @@
-"""The worker API contract, run against the dev server and a real Conductor server alike.
+"""The worker API contract, run against the dev server and the real Conductor servers (SQLite
+and Postgres) alike.
 
-Where the two legitimately differ the test says so (``server.is_devserver``) and
-DIFFERENCES.md lists it; anything else the dev server does differently is a dev server bug.
+Where servers legitimately differ the test says so (``server.is_devserver``; the Target
+properties ``backend``, ``storage`` and ``batch_poll_waits_for_count`` say more, see
+test_large_payloads.py) and DIFFERENCES.md lists it; anything else the dev server does differently
+is a dev server bug. Batch long polls for more tasks than are ready are in test_large_payloads.py.
 """
 
 from __future__ import annotations
@@ -49,7 +52,9 @@ def test_an_empty_long_poll_waits_its_timeout(server: Target) -> None:
 
 def test_a_long_poll_returns_when_a_task_arrives(server: Target) -> None:
     if not server.is_devserver:
-        pytest.skip("the real server's SQLite queue waits for `count` tasks or the timeout (DIFFERENCES.md)")
+        # Measured on 3.32.3, SQLite and Postgres alike: a task that arrives 0.5 s into a 5 s
+        # long poll of one is not handed out within 2 s (DIFFERENCES.md).
+        pytest.skip(f"{server.name} does not answer a long poll when a task arrives (DIFFERENCES.md)")
     task_type = server.unique("arrive")
     wf = server.simple_workflow(task_type)
     threading.Timer(0.5, lambda: server.start(wf, {"x": 1})).start()
@@ -272,22 +277,6 @@ def test_a_batch_poll_hands_out_up_to_count_tasks(server: Target) -> None:
     assert len(rest) == 1 and rest[0]["taskId"] not in {t["taskId"] for t in tasks}
     assert server.queue_size(task_type) == 0
     assert server.poll(task_type, count=5, timeout=0) == []
-
-
-def test_a_long_poll_for_more_tasks_than_are_ready(server: Target) -> None:
-    """The one deliberate long-poll difference (DIFFERENCES.md): with one task ready and count=5,
-    the real server (SQLite queue) waits out the timeout, the dev server answers at once."""
-    task_type = server.unique("partial")
-    server.start(server.simple_workflow(task_type), {"x": 1})
-    wait_for(lambda: server.queue_size(task_type) == 1, 5, "the task queued")
-    t0 = time.monotonic()
-    tasks = server.poll(task_type, count=5, timeout=1500)
-    took = time.monotonic() - t0
-    assert len(tasks) == 1
-    if server.is_devserver:
-        assert took < 1.0, f"the dev server answered after {took:.2f} s"
-    else:
-        assert 1.3 <= took < 3.5, f"the real server answered after {took:.2f} s"
 
 
 def test_a_domain_poll_does_not_see_tasks_without_a_domain(server: Target) -> None:
