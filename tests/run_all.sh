@@ -1,17 +1,21 @@
 #!/usr/bin/env bash
 # Every test of the project, in one command (CI runs it through .ci/run).
 #
-# Installs what it needs itself, idempotently: Debian packages (only when missing), a venv at
-# .venv with pytest and ruff, the pinned Conductor server jar in ~/.cache/conductor (never in the
-# repository). Then, in order: cargo fmt --check, cargo clippy -D warnings (whole workspace),
-# cargo test (core + dev server), the dev server release build, ruff on the Python test code, and
-# the contract suite: first against the dev server, then against a real Conductor server.
+# Installs what it needs itself, idempotently: Debian packages (only when missing; PostgreSQL 15
+# only for its programs, never its system service), a venv at .venv with pytest and ruff, the
+# pinned Conductor server jar in ~/.cache/conductor (never in the repository). Then, in order:
+# cargo fmt --check, cargo clippy -D warnings (whole workspace), cargo test (core + dev server),
+# the dev server release build, ruff on the Python test code, and the contract suite: first
+# against the dev server, then against a real Conductor server on SQLite, then against a real
+# Conductor server on its own PostgreSQL cluster.
 #
-# The real-server tier is required whenever the jar and a Java 21+ runtime can be had: its failure
-# fails the run. If they truly cannot be had, the output ENDS with
+# The real-server tiers are required whenever the jar, a Java 21+ runtime (and for the second
+# PostgreSQL 15) can be had: their failure fails the run. If they truly cannot be had, the output
+# ENDS with
 #   real Conductor server tier NOT RUN: <why>
-# (exit status 0, since a registry hiccup must not block CI; set REQUIRE_REAL_CONDUCTOR=1 to make
-# it fail the run instead).
+#   real Conductor server (postgres) tier NOT RUN: <why>
+# (whichever applies; exit status 0, since a registry hiccup must not block CI; set
+# REQUIRE_REAL_CONDUCTOR=1 to make it fail the run instead).
 #
 # Works from any directory, with CI=true and no stdin.
 set -euo pipefail
@@ -21,7 +25,8 @@ exec </dev/null
 PY=.venv/bin/python
 LOG_DIR=$(mktemp -d /tmp/run_all.XXXXXX)
 SUMMARY=()          # one line per step: what ran, how long, the result
-REAL_NOT_RUN=""     # why the real-server tier did not run, if it did not
+REAL_NOT_RUN=""     # why the real-server tier (SQLite) did not run, if it did not
+PG_NOT_RUN=""       # why the real-server tier on PostgreSQL did not run, if it did not
 FAILED=0
 
 step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
@@ -44,12 +49,29 @@ timed() {
   fi
 }
 
+# Why the real server cannot run on backend $1 (prints nothing when it can; its check goes to stderr).
+not_available() {
+  local out why
+  if out=$("$PY" tests/tools/conductor_server.py check --backend "$1" 2>&1); then
+    printf '%s\n' "$out" >&2
+    return 0
+  fi
+  why=$(printf '%s\n' "$out" | sed -n 's/^NOT AVAILABLE: //p' | tail -1)
+  printf '%s\n' "${why:-$(printf '%s\n' "$out" | tail -1)}"
+}
+
 install_prerequisites() {
   local need=(ruby ruby-dev rake ruby-minitest libclang1-14 libclang-common-14-dev)
+  local optional=(postgresql)  # the Postgres tier's (initdb, pg_ctl); without it that tier is NOT RUN
   if ! dpkg -s "${need[@]}" >/dev/null 2>&1; then
     echo "installing Debian packages: ${need[*]}"
     apt-get update -qq || return 1
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null || return 1
+  fi
+  if ! dpkg -s "${optional[@]}" >/dev/null 2>&1; then
+    echo "installing Debian packages: ${optional[*]}"
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${optional[@]}" >/dev/null; } ||
+      echo "could not install ${optional[*]}: the Postgres tier will not run"
   fi
   if [ ! -x "$PY" ]; then
     echo "creating .venv"
@@ -58,16 +80,12 @@ install_prerequisites() {
   if ! "$PY" -c 'import pytest' 2>/dev/null || [ ! -x .venv/bin/ruff ]; then
     "$PY" -m pip install -q --disable-pip-version-check pytest ruff || return 1
   fi
-  # The jar (~440 MiB) and a Java 21+ runtime for the real-server tier. Not fatal here: if they
-  # cannot be had, the tier is reported as NOT RUN at the end.
-  local out
-  if out=$("$PY" tests/tools/conductor_server.py check 2>&1); then
-    echo "$out"
-  else
-    REAL_NOT_RUN=$(printf '%s\n' "$out" | sed -n 's/^NOT AVAILABLE: //p' | tail -1)
-    REAL_NOT_RUN=${REAL_NOT_RUN:-$(printf '%s\n' "$out" | tail -1)}
-    echo "the real Conductor server cannot run here: $REAL_NOT_RUN"
-  fi
+  # The jar (~440 MiB), a Java 21+ runtime and PostgreSQL for the real-server tiers. Not fatal
+  # here: what cannot be had is reported as NOT RUN at the end.
+  REAL_NOT_RUN=$(not_available sqlite)
+  [ -z "$REAL_NOT_RUN" ] || echo "the real Conductor server cannot run here: $REAL_NOT_RUN"
+  PG_NOT_RUN=${REAL_NOT_RUN:-$(not_available postgres)}
+  [ -z "$PG_NOT_RUN" ] || echo "the real Conductor server on PostgreSQL cannot run here: $PG_NOT_RUN"
 }
 
 rust_fmt() { cargo fmt --all -- --check; }
@@ -98,17 +116,23 @@ contract_devserver() {
   pytest_tier "contract suite on the dev server" tests/contract --servers=devserver
 }
 
-contract_conductor() {
-  if [ -n "$REAL_NOT_RUN" ]; then
-    record "contract suite on real Conductor" 0 "NOT RUN: $REAL_NOT_RUN"
+# contract_real NAME SERVERS NOT_RUN_VARIABLE: the contract suite on one real-server tier, or
+# NOT RUN (and why, into the variable) when that server cannot run here.
+contract_real() {
+  local name=$1 servers=$2 var=$3
+  if [ -n "${!var}" ]; then
+    record "$name" 0 "NOT RUN: ${!var}"
     return
   fi
-  local not_run_file="$LOG_DIR/not-run"
-  CONDUCTOR_NOT_RUN_FILE="$not_run_file" pytest_tier "contract suite on real Conductor" \
-    tests/contract --servers=conductor
+  local not_run_file="$LOG_DIR/not-run-$servers"
+  CONDUCTOR_NOT_RUN_FILE="$not_run_file" pytest_tier "$name" tests/contract --servers="$servers"
   if [ -s "$not_run_file" ]; then
-    REAL_NOT_RUN=$(head -1 "$not_run_file")
+    printf -v "$var" '%s' "$(head -1 "$not_run_file")"
   fi
+}
+contract_conductor() { contract_real "contract suite on real Conductor" conductor REAL_NOT_RUN; }
+contract_conductor_postgres() {
+  contract_real "contract suite: Conductor+Postgres" conductor-postgres PG_NOT_RUN
 }
 
 # ---- Python package (bindings-python, tests/python) -------------------------------------------
@@ -198,6 +222,7 @@ timed "dev server release build" build_devserver
 timed "ruff (tests/)" python_lint
 contract_devserver
 contract_conductor
+contract_conductor_postgres
 python_binding_tests
 ruby_tests
 bench_tool_tests
@@ -205,15 +230,19 @@ reliability_tests
 print_summary
 echo "total $(($(now) - t_start)) s"
 
+not_run_lines() {
+  [ -z "$REAL_NOT_RUN" ] || printf '\033[1;31mreal Conductor server tier NOT RUN: %s\033[0m\n' "$REAL_NOT_RUN"
+  [ -z "$PG_NOT_RUN" ] || printf '\033[1;31mreal Conductor server (postgres) tier NOT RUN: %s\033[0m\n' "$PG_NOT_RUN"
+}
 if [ "$FAILED" -ne 0 ]; then
   printf '\n\033[1;31mFAILED\033[0m (see above)\n'
-  [ -z "$REAL_NOT_RUN" ] || printf '\033[1;31mreal Conductor server tier NOT RUN: %s\033[0m\n' "$REAL_NOT_RUN"
+  not_run_lines
   exit 1
 fi
-if [ -n "$REAL_NOT_RUN" ]; then
-  printf '\nEverything that ran passed, but NOT the real-server tier.\n'
-  printf '\033[1;31mreal Conductor server tier NOT RUN: %s\033[0m\n' "$REAL_NOT_RUN"
+if [ -n "$REAL_NOT_RUN$PG_NOT_RUN" ]; then
+  printf '\nEverything that ran passed, but NOT every real-server tier.\n'
+  not_run_lines
   [ "${REQUIRE_REAL_CONDUCTOR:-0}" = 1 ] && exit 1
   exit 0
 fi
-printf '\n\033[1;32mall passed\033[0m (including the real Conductor server tier)\n'
+printf '\n\033[1;32mall passed\033[0m (including the real Conductor server tiers, SQLite and Postgres)\n'

@@ -7,7 +7,7 @@ with Java 21+ on 127.0.0.1, on one of two backends:
   (``initdb``/``pg_ctl`` from the Debian ``postgresql`` package, run as the ``postgres`` user when
   we are root, in a fresh temporary directory, on a free loopback port), holding the database,
   the queues, the index and the external payloads; its storage hands out URIs served by the
-  server itself (reads only).
+  server itself (reads only). ``CONDUCTOR_PG_BIN`` names another directory of PostgreSQL programs.
 
     python tests/tools/conductor_server.py fetch                     # download the jar into ~/.cache/conductor
     python tests/tools/conductor_server.py check [--backend B]       # can it run here? (exit 1 and why not)
