@@ -65,8 +65,8 @@ def log(msg: str) -> None:
 class DevServer:
     """A conductor-devserver process on a free port, with a keep-alive admin connection."""
 
-    def __init__(self, workdir: Path, name: str) -> None:
-        self.workdir, self.name = workdir, name
+    def __init__(self, workdir: Path, name: str, args: list[str] | None = None) -> None:
+        self.workdir, self.name, self.args = workdir, name, list(args or [])
         self.restarts = 0
         self._faults: dict[str, Any] | None = None
         self._start()
@@ -76,7 +76,7 @@ class DevServer:
         self.out = open(workdir / f"{name}.out", "w+")  # noqa: SIM115 (closed in stop())
         self.err = open(workdir / f"{name}.err", "w")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [str(RELEASE / "conductor-devserver"), "--port", "0"],
+            [str(RELEASE / "conductor-devserver"), "--port", "0", *self.args],
             stdout=self.out,
             stderr=self.err,
             stdin=subprocess.DEVNULL,
@@ -246,10 +246,15 @@ class Program:
     asyncio: bool = False  # runs 1,000 tasks in flight cheaply (the sleep c=1000 scenario)
     multi_server: bool = True
     not_run: str | None = None
+    real_server: bool = False  # measured on the real Conductor server too (bench/real_server.py)
 
     @property
     def is_peer(self) -> bool:
         return self.family == "peer"
+
+
+# The programs the real Conductor server scenarios run (they are slow: the server is the limit).
+REAL_SERVER_PROGRAMS = ("rust", "py-sync", "py-async", "rb-threads", "peer-sync", "peer-async")
 
 
 def ruby_status() -> tuple[list[str], str | None]:
@@ -308,6 +313,7 @@ def programs() -> list[Program]:
         ),
     ]
     for p in out:
+        p.real_server = p.key in REAL_SERVER_PROGRAMS
         if p.not_run is None and not (Path(p.argv[0]).exists() or shutil.which(p.argv[0])):
             p.not_run = f"{p.argv[0]} is missing (run bench/setup.sh)"
     return out
@@ -353,6 +359,26 @@ class WorkerProcess:
         """Waits for the ``ready`` line, then for the servers to see a poll (conductor-python's
         ``ready`` comes before its worker processes poll)."""
         before = [s.stats()["requests"] for s in servers]
+        deadline = time.monotonic() + timeout
+        self.wait_ready_line(timeout)
+        while True:
+            now = [s.stats()["requests"] for s in servers]
+            if all(
+                n.get("batch_poll", 0) + n.get("poll", 0) > b.get("batch_poll", 0) + b.get("poll", 0)
+                for n, b in zip(now, before, strict=True)
+            ):
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"ready, but no poll reached the servers within {timeout:.0f} s{self._tail()}")
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"exited with {self.proc.returncode}{self._tail()}")
+            time.sleep(0.02)
+        self.ready_s = time.monotonic() - self.started
+        self.tree.refresh()
+
+    def wait_ready_line(self, timeout: float = 90) -> None:
+        """Waits for the ``ready`` line on stdout (a worker that exits first raises, with the end
+        of its stderr: a mode it does not have is named there)."""
         assert self.proc.stdout is not None
         sel = selectors.DefaultSelector()
         sel.register(self.proc.stdout, selectors.EVENT_READ)
@@ -369,18 +395,6 @@ class WorkerProcess:
         sel.close()
         if line.strip() != b"ready":
             raise RuntimeError(f"printed {line!r} instead of 'ready'")
-        while True:
-            now = [s.stats()["requests"] for s in servers]
-            if all(
-                n.get("batch_poll", 0) + n.get("poll", 0) > b.get("batch_poll", 0) + b.get("poll", 0)
-                for n, b in zip(now, before, strict=True)
-            ):
-                break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"ready, but no poll reached the servers within {timeout:.0f} s{self._tail()}")
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"exited with {self.proc.returncode}{self._tail()}")
-            time.sleep(0.02)
         self.ready_s = time.monotonic() - self.started
         self.tree.refresh()
 
@@ -427,6 +441,14 @@ class Settings:
     idle_window_s: float
     idle_probes: int
     multi_tasks: int
+    # The real Conductor server (bench/real_server.py) and the large-payload scenario
+    # (bench/payloads.py); defaults for results written before they existed.
+    real_tasks: int = 200
+    real_runs: int = 1
+    real_probes: int = 25
+    real_box_s: float = 60.0
+    real_idle_window_s: float = 5.0
+    payload_tasks: int = 5
 
 
 def run_counter() -> Iterator[int]:
@@ -635,7 +657,10 @@ def scenarios(s: Settings) -> list[Scenario]:
             programs=lambda p: p.multi_server,
         )
     )
-    return out
+    import payloads
+    import real_server
+
+    return out + payloads.scenarios(s) + real_server.scenarios(s)
 
 
 def attempt(servers: list[DevServer], fn: Callable[[], Any]) -> Any:
@@ -877,10 +902,11 @@ def annotate(scs: list[Scenario], progs: list[Program]) -> None:
     for sc in scs:
         # A peer that completed almost nothing within the time box (it stalls at 1,000 asyncio
         # tasks) gives no meaningful ratio: the table says so instead.
+        enough = min(100, max(1, sc.tasks // 2))
         peers = [
             sc.results[p.key]["median"]
             for p in progs
-            if p.is_peer and sc.results.get(p.key, {}).get("median", {}).get("tasks", 0) >= 100
+            if p.is_peer and sc.results.get(p.key, {}).get("median", {}).get("tasks", 0) >= enough
         ]
         best_rate = max((m["tasks_per_s"] for m in peers if "tasks_per_s" in m), default=None)
         best_cpu = min((m["cpu_s_per_1000"] for m in peers if m.get("cpu_s_per_1000")), default=None)
@@ -899,12 +925,20 @@ def annotate(scs: list[Scenario], progs: list[Program]) -> None:
                 m["x_peer_cpu"] = m["cpu_s_per_1000"] / best_cpu
             if sc.limit_tasks_per_s and "tasks_per_s" in m:
                 m["of_limit"] = m["tasks_per_s"] / sc.limit_tasks_per_s
+    import real_server
+
+    real_server.annotate_server_cpu(scs, progs)
 
 
 def fmt(v: Any, spec: str = ",.0f", suffix: str = "") -> str:
     if v is None:
         return ""
     return f"{v:{spec}}{suffix}"
+
+
+def reason_row(label: str, why: str, columns: int) -> str:
+    """A table row saying why a runtime has no figures (on one line, in its first cell)."""
+    return f"| {label} | {' '.join(why.split())[:300]} |" + " |" * (columns - 1)
 
 
 def cell(sc: Scenario, p: Program) -> dict[str, Any] | str:
@@ -921,25 +955,14 @@ def cell(sc: Scenario, p: Program) -> dict[str, Any] | str:
     return median
 
 
-def markdown(doc: dict[str, Any], scs: list[Scenario], progs: list[Program]) -> str:
-    m = doc["machine"]
+def headline(progs: list[Program], drains: list[Scenario]) -> list[str]:
+    """The headline table of the dev server's drain scenarios."""
     lines = [
-        "# Benchmark results",
-        "",
-        (
-            f"{doc['date']}, {m['cores']} cores ({m['cpu']}), {m['memory_gib']} GiB, Linux {m['kernel']}, "
-            f"Python {m['python']}, {m['rustc']}{', ' + m['ruby'] if m['ruby'] else ''}. "
-            f"{'QUICK MODE (smoke test, not for quoting). ' if doc['settings']['quick'] else ''}"
-            f"Medians of {doc['settings']['runs']} run(s), each a fresh worker process; one dev server per scenario; "
-            f"took {doc['duration_min']:.1f} min. Command: `{doc['command']}`."
-        ),
-        "",
         "## Headline: tasks/s (× conductor-python's better flavour in the same scenario)",
         "",
+        "| runtime | " + " | ".join(sc.id for sc in drains) + " |",
+        "|---|" + "---:|" * len(drains),
     ]
-    drains = [sc for sc in scs if sc.kind in ("drain", "multi")]
-    header = "| runtime | " + " | ".join(sc.id for sc in drains) + " |"
-    lines += [header, "|---|" + "---:|" * len(drains)]
     limit_row = ["physical limit (loadgen) / ideal"]
     for sc in drains:
         limit_row.append(fmt(sc.limit_tasks_per_s) + (" (ideal)" if sc.limit == "ideal" else ""))
@@ -962,7 +985,26 @@ def markdown(doc: dict[str, Any], scs: list[Scenario], progs: list[Program]) -> 
                 row.append(fmt(c["tasks_per_s"]) + (f" ({x:.1f}×)" if x and not p.is_peer else ""))
         lines.append("| " + " | ".join(row) + " |")
     lines += ["", "Scenario ids: " + "; ".join(f"`{sc.id}` {sc.title}" for sc in drains) + "."]
+    return lines
 
+
+def markdown(doc: dict[str, Any], scs: list[Scenario], progs: list[Program]) -> str:
+    m = doc["machine"]
+    lines = [
+        "# Benchmark results",
+        "",
+        (
+            f"{doc['date']}, {m['cores']} cores ({m['cpu']}), {m['memory_gib']} GiB, Linux {m['kernel']}, "
+            f"Python {m['python']}, {m['rustc']}{', ' + m['ruby'] if m['ruby'] else ''}. "
+            f"{'QUICK MODE (smoke test, not for quoting). ' if doc['settings']['quick'] else ''}"
+            f"Medians of {doc['settings']['runs']} run(s), each a fresh worker process; one dev server per scenario; "
+            f"took {doc['duration_min']:.1f} min. Command: `{doc['command']}`."
+        ),
+        "",
+    ]
+    drains = [sc for sc in scs if sc.kind in ("drain", "multi")]
+    if drains:
+        lines += headline(progs, drains)
     for sc in drains:
         lines += ["", f"## {sc.id}: {sc.title}", ""]
         limit_name = {"loadgen": "the physical limit", "ideal": "ideal (concurrency / 0.05 s)"}.get(sc.limit, "")
@@ -1028,7 +1070,7 @@ def markdown(doc: dict[str, Any], scs: list[Scenario], progs: list[Program]) -> 
         for p in progs:
             c = cell(sc, p)
             if isinstance(c, str):
-                lines.append(f"| {p.label} | {c} | | | | | | | | |")
+                lines.append(reason_row(p.label, c, 10))
                 continue
             lines.append(
                 f"| {p.label} | {fmt(c['requests_per_min'])} | {fmt(c['requests_per_min_per_type'], '.1f')} "
@@ -1036,6 +1078,11 @@ def markdown(doc: dict[str, Any], scs: list[Scenario], progs: list[Program]) -> 
                 f"| {c['procs']} / {c['threads']} | {fmt(c['pickup_p50_ms'], '.0f')} | {fmt(c['pickup_p99_ms'], '.0f')} "
                 f"| {fmt(c.get('ready_s'), '.2f')} |"
             )
+    import payloads
+    import real_server
+
+    lines += payloads.markdown(scs, progs)
+    lines += real_server.markdown(doc, scs, progs)
     notes = [p for p in progs if p.not_run]
     if notes:
         lines += ["", "## Not run", ""]
@@ -1170,14 +1217,38 @@ def render(source: Path, out: Path) -> None:
     log(f"rendered {out}.md and .png from {source}")
 
 
+def run_special(scs: list[Scenario], progs: list[Program], settings: Settings, workdir: Path) -> dict[str, Any]:
+    """The scenarios with servers of their own: the large payload (a dev server with raised
+    limits) and the real Conductor server (one start per backend for all its scenarios).
+    Returns what each real server was like (start-up time, memory, or why it did not start)."""
+    import payloads
+    import real_server
+
+    for sc in scs:
+        if sc.kind == "payload":
+            runnable = [p for p in progs if not p.not_run and sc.programs(p)]
+            log(f"== {sc.id}: {sc.title} ({', '.join(p.key for p in runnable)})")
+            payloads.run(sc, runnable, settings, workdir)
+    info: dict[str, Any] = {}
+    for backend in real_server.BACKENDS:
+        group = [sc for sc in scs if sc.kind.startswith("real") and real_server.backend_of(sc) == backend]
+        if group:
+            info[backend] = real_server.run_backend(backend, group, progs, settings, workdir)
+    return info
+
+
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(prog="bench/run.py", description=__doc__.splitlines()[0] if __doc__ else None)
     ap.add_argument("--quick", action="store_true", default=os.environ.get("BENCH_QUICK") == "1", help="smoke test")
     ap.add_argument("--runs", type=int, help="runs per measurement (default 3, quick 1)")
     ap.add_argument(
         "--only",
-        help="comma-separated scenario ids (noop-1,noop-10,noop-50,sleep-10,sleep-50,sleep-1000,cpu-2,idle,multi)",
+        help="comma-separated scenario ids (noop-1,noop-10,noop-50,sleep-10,sleep-50,sleep-1000,cpu-2,idle,multi,"
+        "payload-8mb,real-sqlite-noop-10,real-sqlite-noop-50,real-sqlite-idle-pickup, the same with real-postgres-; "
+        "real-sqlite, real-postgres, real and payload select a group)",
     )
+    ap.add_argument("--real-tasks", type=int, help="workflows per real-server drain run (default 200, quick 60)")
+    ap.add_argument("--real-runs", type=int, help="runs per real-server drain (default 1)")
     ap.add_argument(
         "--programs",
         help="comma-separated program keys (rust,py-sync,py-async,py-process,rb-threads,rb-fibers,rb-ractors,peer-sync,peer-async)",
@@ -1200,6 +1271,12 @@ def main(argv: list[str]) -> int:
         idle_window_s=4.0 if q else 10.0,
         idle_probes=8 if q else 25,
         multi_tasks=2_000 if q else 20_000,
+        real_tasks=args.real_tasks or (60 if q else 200),
+        real_runs=args.real_runs or 1,
+        real_probes=8 if q else 25,
+        real_box_s=30.0 if q else 60.0,
+        real_idle_window_s=2.0 if q else 5.0,
+        payload_tasks=2 if q else 5,
     )
     progs = programs()
     if args.programs:
@@ -1211,10 +1288,17 @@ def main(argv: list[str]) -> int:
     scs = scenarios(settings)
     if args.only:
         keep = set(args.only.split(","))
-        unknown = keep - {sc.id for sc in scs}
+        groups = {
+            "real": "real-",
+            "real-sqlite": "real-sqlite-",
+            "real-postgres": "real-postgres-",
+            "payload": "payload-",
+        }
+        unknown = keep - {sc.id for sc in scs} - set(groups)
         if unknown:
             ap.error(f"--only: unknown {sorted(unknown)}")
-        scs = [sc for sc in scs if sc.id in keep]
+        prefixes = tuple(groups[k] for k in keep if k in groups)
+        scs = [sc for sc in scs if sc.id in keep or (prefixes and sc.id.startswith(prefixes))]
     for p in progs:
         if p.not_run:
             log(f"{p.key}: not run: {p.not_run}")
@@ -1224,7 +1308,10 @@ def main(argv: list[str]) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="bench-"))
     log(f"work dir {workdir}")
     server_rss: dict[str, float] = {}
+    real_servers = run_special(scs, progs, settings, workdir)
     for sc in scs:
+        if sc.kind not in ("drain", "idle", "multi"):
+            continue
         # One dev server per scenario, shared by every runtime of the scenario and by its limit:
         # the dev server keeps every task in memory (~4 KB each), and a full run creates millions.
         server = DevServer(workdir, f"server-{sc.id}")
@@ -1250,6 +1337,7 @@ def main(argv: list[str]) -> int:
         "machine": machine(),
         "settings": dataclasses.asdict(settings),
         "dev_server_rss_mb_per_scenario": server_rss,
+        "real_servers": real_servers,
         "programs": {p.key: {"label": p.label, "family": p.family, "not_run": p.not_run} for p in progs},
         "scenarios": [
             {
@@ -1287,4 +1375,6 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
+    # bench/real_server.py and bench/payloads.py import this file as `run`: the same module.
+    sys.modules.setdefault("run", sys.modules[__name__])
     sys.exit(main(sys.argv[1:]))

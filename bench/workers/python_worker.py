@@ -50,6 +50,10 @@ def cpu() -> dict[str, Any]:
     return {"digest": hash_rounds(int(_WORK["rounds"]))}
 
 
+def echo(data: Any = None) -> dict[str, Any]:
+    return {"data": data}
+
+
 async def noop_async() -> dict[str, Any]:
     return {}
 
@@ -63,13 +67,17 @@ async def cpu_async() -> dict[str, Any]:
     return {"digest": hash_rounds(int(_WORK["rounds"]))}
 
 
+async def echo_async(data: Any = None) -> dict[str, Any]:
+    return {"data": data}
+
+
 def work_arg(value: str) -> tuple[str, int]:
-    if value == "noop":
-        return ("noop", 0)
+    if value in ("noop", "echo"):
+        return (value, 0)
     kind, _, n = value.partition(":")
     if kind in ("sleep", "cpu") and n.isdigit():
         return (kind, int(n))
-    raise argparse.ArgumentTypeError(f"expected noop, sleep:MS or cpu:N, got {value!r}")
+    raise argparse.ArgumentTypeError(f"expected noop, echo, sleep:MS or cpu:N, got {value!r}")
 
 
 def positive(value: str) -> int:
@@ -103,6 +111,7 @@ def main(argv: list[str]) -> int:
         "noop": (noop, noop_async),
         "sleep": (sleep_blocking, sleep_async),
         "cpu": (cpu, cpu_async),
+        "echo": (echo, echo_async),
     }
     sync_fn, async_fn = funcs[kind]
     func = async_fn if args.mode == "async" else sync_fn

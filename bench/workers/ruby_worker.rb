@@ -29,6 +29,7 @@ module BenchWork
   def self.handler(kind, amount)
     case kind
     when "noop" then proc { |_input, _task| {} }
+    when "echo" then proc { |input, _task| { "data" => input["data"] } }
     when "sleep"
       seconds = amount / 1000.0
       proc { |_input, _task| sleep(seconds) && {} }
@@ -58,8 +59,8 @@ end
 fail_args("--task-type is required") if options[:task_types].empty?
 fail_args("--concurrency must be >= 1, not #{options[:concurrency]}") if options[:concurrency] < 1
 kind, amount = options[:work].split(":", 2)
-unless kind == "noop" || (%w[sleep cpu].include?(kind) && amount&.match?(/\A\d+\z/))
-  fail_args("--work must be noop, sleep:MS or cpu:N, not #{options[:work].inspect}")
+unless %w[noop echo].include?(kind) || (%w[sleep cpu].include?(kind) && amount&.match?(/\A\d+\z/))
+  fail_args("--work must be noop, echo, sleep:MS or cpu:N, not #{options[:work].inspect}")
 end
 
 require "conductor_worker"
