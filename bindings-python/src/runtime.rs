@@ -92,7 +92,8 @@ impl PyRuntime {
     /// Options not given here come from the environment (`CONDUCTOR_SERVER_URL`, ...).
     #[new]
     #[pyo3(signature = (servers=None, *, journal=None, metrics_port=None, request_timeout=None,
-                        breaker_failures=None, breaker_reset=None))]
+                        breaker_failures=None, breaker_reset=None,
+                        external_payload_threshold_kb=None))]
     fn new(
         servers: Option<Vec<ServerSpec>>,
         journal: Option<String>,
@@ -100,6 +101,7 @@ impl PyRuntime {
         request_timeout: Option<f64>,
         breaker_failures: Option<u32>,
         breaker_reset: Option<f64>,
+        external_payload_threshold_kb: Option<u64>,
     ) -> PyResult<Self> {
         let handle = handle()?;
         let mut options = RuntimeOptions::from_env(&ProcessEnv).map_err(errors::to_py)?;
@@ -134,6 +136,11 @@ impl PyRuntime {
         }
         if let Some(t) = breaker_reset {
             options.breaker_reset = seconds("breaker_reset", t)?;
+        }
+        if let Some(kb) = external_payload_threshold_kb {
+            options
+                .set_external_payload_threshold_kb(kb)
+                .map_err(errors::to_py)?;
         }
         // Runtime::with_handle spawns nothing, but it must run inside the runtime's context for
         // the HTTP clients it builds.

@@ -48,6 +48,7 @@ impl RbRuntime {
         request_timeout: Option<f64>,
         breaker_failures: Option<u32>,
         breaker_reset: Option<f64>,
+        external_payload_threshold_kb: Option<u64>,
     ) -> Result<Self, Error> {
         let handle = gvl::handle()?;
         let mut options = RuntimeOptions::from_env(&ProcessEnv).map_err(errors::to_ruby)?;
@@ -81,6 +82,11 @@ impl RbRuntime {
         }
         if let Some(t) = breaker_reset {
             options.breaker_reset = gvl::seconds(ruby, "breaker_reset", t)?;
+        }
+        if let Some(kb) = external_payload_threshold_kb {
+            options
+                .set_external_payload_threshold_kb(kb)
+                .map_err(errors::to_ruby)?;
         }
         // Runtime::with_handle spawns nothing, but the HTTP clients it builds need the
         // runtime's context.
@@ -322,7 +328,7 @@ pub(crate) fn define(ruby: &Ruby, native: magnus::RModule) -> Result<(), Error> 
     use magnus::{Module, function, method};
     let class = native.define_class("Runtime", ruby.class_object())?;
     class.undef_default_alloc_func();
-    class.define_singleton_method("new", function!(RbRuntime::new, 6))?;
+    class.define_singleton_method("new", function!(RbRuntime::new, 7))?;
     class.define_method("add_worker", method!(RbRuntime::add_worker, 9))?;
     class.define_method("start", method!(RbRuntime::start, 0))?;
     class.define_method("stop", method!(RbRuntime::stop, 1))?;

@@ -437,3 +437,50 @@ async fn a_stored_input_that_is_not_an_object_or_is_refused_fails_at_once() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_output_whose_upload_is_pending_at_kill_is_journalled_whole_and_delivered_later() {
+    init_tracing();
+    let server = payload_server(limits(ExternalStorage::Upload), false).await;
+    let dir = std::env::temp_dir().join(format!("cw-upload-journal-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let journal_file = dir.join("journal.jsonl");
+    server
+        .enqueue("pending_upload", 2, json!({"responseTimeoutSeconds": 600}))
+        .await;
+    let mut options = options(&server, false);
+    options.journal = conductor_worker::JournalConfig::File(journal_file.clone());
+    let runtime = Runtime::new(options.clone()).unwrap();
+    let w = runtime
+        .add_worker(worker("pending_upload").concurrency(2).lease_extend(false))
+        .unwrap();
+    runtime.start().await.unwrap();
+    let claimed = common::claim(&w, 2).await;
+    server.faults(json!({"fail_rate": {"external": 1.0}})).await;
+    common::complete_all(&w, &claimed, &big_output(8));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(runtime.kill().await.journalled_results, 2);
+    let journalled = conductor_worker::journal::Journal::open(journal_file.clone())
+        .unwrap()
+        .load()
+        .unwrap();
+    assert!(
+        journalled
+            .iter()
+            .all(|e| e.result.external_output_payload_storage_path.is_none()
+                && checksum(&e.result.output_data["doc"]) == checksum(&big_output(8)["doc"])),
+        "the journal must hold the output itself, not a path that may never have been written"
+    );
+
+    server.reset_faults().await;
+    let again = Runtime::new(options).unwrap();
+    again.start().await.unwrap();
+    let stats = server.wait_completed(2, Duration::from_secs(20)).await;
+    again.stop(Duration::from_secs(2)).await;
+    assert_eq!(stats["external_writes"], 2, "{stats}");
+    for c in &claimed {
+        let output = stored_output(&server, &c.task.task_id).await;
+        assert_eq!(checksum(&output["doc"]), checksum(&big_output(8)["doc"]));
+    }
+    std::fs::remove_dir_all(dir).ok();
+}

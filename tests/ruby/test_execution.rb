@@ -25,7 +25,7 @@ class TestExecution < Minitest::Test
   end
 
   def with_waiting_native_worker
-    runtime = ConductorWorker::Native::Runtime.new([[dev.api, nil, nil]], "off", nil, nil, nil, nil)
+    runtime = ConductorWorker::Native::Runtime.new([[dev.api, nil, nil]], "off", nil, nil, nil, nil, nil)
     worker = runtime.add_worker(unique("wait"), 1, nil, nil, nil, nil, nil, nil, nil)
     runtime.start
     yield worker
@@ -61,7 +61,7 @@ class TestExecution < Minitest::Test
 
   def test_a_task_dropped_without_a_result_is_failed_so_the_server_hands_it_out_again
     type = unique("dropped")
-    runtime = ConductorWorker::Native::Runtime.new([[dev.api, nil, nil]], "off", nil, nil, nil, nil)
+    runtime = ConductorWorker::Native::Runtime.new([[dev.api, nil, nil]], "off", nil, nil, nil, nil, nil)
     worker = runtime.add_worker(type, 1, nil, 0.2, nil, nil, nil, nil, nil)
     runtime.start
     wf = dev.run_tasks(type, [{ a: 1 }]).first

@@ -86,7 +86,7 @@ class TestLifecycle < Minitest::Test
       $stdout.sync = true
       trap("INT", "DEFAULT")
       require "conductor_worker"
-      runtime = ConductorWorker::Native::Runtime.new([[#{dev.api.inspect}, nil, nil]], "off", nil, nil, nil, nil)
+      runtime = ConductorWorker::Native::Runtime.new([[#{dev.api.inspect}, nil, nil]], "off", nil, nil, nil, nil, nil)
       worker = runtime.add_worker("never_#{SecureRandom.hex(4)}", 1, nil, nil, nil, nil, nil, nil, nil)
       runtime.start
       puts "waiting"

@@ -93,6 +93,7 @@ class Runtime:
         request_timeout: float | None = None,
         breaker_failures: int | None = None,
         breaker_reset: float | None = None,
+        external_payload_threshold_kb: int | None = None,
     ) -> None: ...
     def add_worker(
         self,

@@ -65,7 +65,8 @@ class Event:
     """A runtime event: ``kind`` (``poll_started``, ``poll_completed``, ``poll_failed``,
     ``execution_started``, ``execution_completed``, ``execution_failed``,
     ``update_delivered``, ``update_failed``, ``worker_state_changed``,
-    ``circuit_state_changed``, ``poll_loop_restarted``) and its fields (``task_type``,
+    ``circuit_state_changed``, ``external_payload_used``, ``external_payload_failed``,
+    ``poll_loop_restarted``) and its fields (``task_type``,
     ``task_id``, ``server``, ``duration`` in seconds, ``reason``, ...)."""
 
     kind: str
@@ -108,6 +109,10 @@ class Runner:
     ``isolation="process"`` pools (default: the program's own start method).
     ``loop_factory``: makes the event loop that runs ``async def`` workers (default
     ``asyncio.new_event_loop``; e.g. ``uvloop.new_event_loop``).
+    ``external_payload_threshold_kb``: outputs larger than this (KB of JSON) are uploaded to
+    the server's external payload storage where it takes uploads (default 3072, the server's
+    own threshold, or ``CONDUCTOR_WORKER_EXTERNAL_PAYLOAD_THRESHOLD_KB``). Inputs the server
+    stored externally are always downloaded before the function runs.
 
     As a context manager it starts on entry and stops (draining) on exit.
     """
@@ -123,6 +128,7 @@ class Runner:
         stop_timeout: float = 30.0,
         mp_context: Any = None,
         loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None,
+        external_payload_threshold_kb: int | None = None,
     ) -> None:
         if loop_factory is not None and not callable(loop_factory):
             raise TypeError(f"loop_factory must be callable (like asyncio.new_event_loop), not {loop_factory!r}")
@@ -138,6 +144,7 @@ class Runner:
         self._metrics_port = metrics_port
         self._journal = os.fspath(journal) if journal is not None else None
         self._request_timeout = request_timeout
+        self._external_payload_threshold_kb = external_payload_threshold_kb
         self.stop_timeout = stop_timeout
         self._mp_context = mp_context
         self._runtime: _native.Runtime | None = None
@@ -179,6 +186,7 @@ class Runner:
             journal=self._journal,
             metrics_port=self._metrics_port,
             request_timeout=self._request_timeout,
+            external_payload_threshold_kb=self._external_payload_threshold_kb,
         )
         for spec in specs:
             native = runtime.add_worker(

@@ -16,13 +16,17 @@ module ConductorWorker
     # +servers+: URLs, or Hashes with +url:+, +key_id:+, +key_secret:+ (default: from
     # CONDUCTOR_SERVER_URL, CONDUCTOR_AUTH_KEY, CONDUCTOR_AUTH_SECRET). +workers+: the
     # definitions to run (default: every worker defined so far). +journal+: a path or "off".
+    # +external_payload_threshold_kb+: outputs larger than this are uploaded to the server's
+    # external payload storage where it takes uploads (default 3072, the server's own threshold,
+    # or CONDUCTOR_WORKER_EXTERNAL_PAYLOAD_THRESHOLD_KB); inputs the server stored externally are
+    # always downloaded before the block runs.
     def initialize(servers: nil, workers: nil, journal: nil, metrics_port: nil, request_timeout: nil,
-                   breaker_failures: nil, breaker_reset: nil)
+                   breaker_failures: nil, breaker_reset: nil, external_payload_threshold_kb: nil)
       @definitions = (workers || ConductorWorker.definitions).map { |w| definition_of(w) }
       raise ArgumentError, "no workers to run: define some with ConductorWorker.worker first" if @definitions.empty?
 
       @native = Native::Runtime.new(server_specs(servers), journal&.to_s, metrics_port, request_timeout&.to_f,
-                                    breaker_failures, breaker_reset&.to_f)
+                                    breaker_failures, breaker_reset&.to_f, external_payload_threshold_kb)
       @workers = @definitions.to_h do |d|
         o = d.core_options
         native = @native.add_worker(d.task_type, d.executors, o[:poll_interval]&.to_f, o[:poll_timeout]&.to_f,

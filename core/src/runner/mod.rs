@@ -869,11 +869,12 @@ struct AskingGuard<'a> {
 }
 
 impl<'a> AskingGuard<'a> {
+    /// A server is listed once per loop asking (two when it has a second poll lane, which then
+    /// gets a share of its own).
     fn new(inner: &'a WorkerInner, server: usize) -> Self {
         let mut slots = inner.lock_slots();
-        if let Err(at) = slots.asking.binary_search(&server) {
-            slots.asking.insert(at, server);
-        }
+        let at = slots.asking.partition_point(|&s| s <= server);
+        slots.asking.insert(at, server);
         Self { inner, server }
     }
 }

@@ -22,6 +22,9 @@ pub(crate) const NO_DEADLINE: u64 = u64::MAX;
 /// loop stuck.
 const STALL_SLACK: Duration = Duration::from_secs(10);
 
+/// Half the interval at which a server that waits for full batches looks at its queue.
+const SECOND_LANE_OFFSET: Duration = Duration::from_millis(50);
+
 /// How long past its long-poll time a poll may hold its slots.
 const LATE_MARGIN: Duration = Duration::from_millis(500);
 
@@ -52,12 +55,43 @@ pub(crate) struct PollLoop {
 }
 
 impl PollLoop {
-    fn expect_progress_within(&self, d: Duration) {
-        let at = now_millis() as u64 + (d + STALL_SLACK).as_millis() as u64;
-        self.deadline.store(at, Ordering::Relaxed);
+    pub(crate) async fn run(self) {
+        let second = AtomicU64::new(NO_DEADLINE);
+        tokio::join!(self.lane(&self.deadline), self.second_lane(&second));
     }
 
-    pub(crate) async fn run(self) {
+    /// A second poll on a server whose batch long poll waits for a full batch. Such a server
+    /// looks for a task about every 100 ms during a long poll, so one long poll picks a task up
+    /// 50 ms after it arrives on average; two, out of step, pick it up sooner. Idle until the
+    /// server is known to wait (and only with two slots or more). Its progress is not watched
+    /// by the supervisor: its requests are bounded by their timeouts, and the first lane is.
+    async fn second_lane(&self, deadline: &AtomicU64) {
+        let options = &self.worker.options;
+        if options.concurrency < 2 {
+            return;
+        }
+        let mut state = self.worker.state.subscribe();
+        while !self.server.batch_waits_for_count() {
+            if matches!(
+                *state.borrow_and_update(),
+                WorkerState::Stopping | WorkerState::Stopped
+            ) {
+                return;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(options.poll_timeout) => {}
+                _ = state.changed() => {}
+            }
+        }
+        tokio::time::sleep(SECOND_LANE_OFFSET).await;
+        self.lane(deadline).await;
+    }
+
+    async fn lane(&self, deadline: &AtomicU64) {
+        let expect_progress_within = |d: Duration| {
+            let at = now_millis() as u64 + (d + STALL_SLACK).as_millis() as u64;
+            deadline.store(at, Ordering::Relaxed);
+        };
         let worker = Arc::clone(&self.worker);
         let options = &worker.options;
         let task_type = options.task_type.as_str();
@@ -69,7 +103,7 @@ impl PollLoop {
             match current {
                 WorkerState::Stopping | WorkerState::Stopped => return,
                 WorkerState::Created | WorkerState::Paused => {
-                    self.deadline.store(NO_DEADLINE, Ordering::Relaxed);
+                    deadline.store(NO_DEADLINE, Ordering::Relaxed);
                     if state.changed().await.is_err() {
                         return;
                     }
@@ -84,21 +118,21 @@ impl PollLoop {
             let (admission, change) = member.breaker.admit(Instant::now());
             self.cluster.report(&worker.events, server_id, change);
             if let Admission::Wait(wait) = admission {
-                self.expect_progress_within(wait);
+                expect_progress_within(wait);
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {}
                     _ = state.changed() => {}
                 }
                 continue;
             }
-            self.deadline.store(NO_DEADLINE, Ordering::Relaxed);
+            deadline.store(NO_DEADLINE, Ordering::Relaxed);
             let Some(reservation) = worker.reserve(server_id).await else {
                 if admission == Admission::Probe {
                     member.breaker.on_probe_abandoned();
                 }
                 continue;
             };
-            self.expect_progress_within(options.poll_timeout + Duration::from_secs(35));
+            expect_progress_within(options.poll_timeout + Duration::from_secs(35));
             let count = reservation.count;
             if worker.events.enabled() {
                 worker.events.emit(Event::PollStarted {
@@ -192,7 +226,7 @@ impl PollLoop {
                 }
             };
             if !delay.is_zero() {
-                self.expect_progress_within(delay);
+                expect_progress_within(delay);
                 tokio::select! {
                     _ = tokio::time::sleep(delay) => {}
                     _ = state.changed() => {}
