@@ -47,7 +47,7 @@ def test_an_externalized_input_reaches_the_function_whole(uploading: Dev) -> Non
 
     @worker(task_type, **FAST)
     def f(doc: str) -> dict[str, Any]:
-        seen["context"] = len(current_task().input_data["doc"])
+        seen["context"] = len(current_task().input["doc"])
         return {"sha": sha(doc)}
 
     [wf] = uploading.run_tasks(task_type, [{"doc": doc}])
