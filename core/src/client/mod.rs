@@ -45,6 +45,15 @@ pub enum UpdateOutcome {
 /// that answered a task which arrived at the end of the wait.
 const MIN_TELLING_LONG_POLL: Duration = Duration::from_millis(200);
 
+/// Whether a poll that took `elapsed` answered at the end of its `long_poll`, as a server that
+/// waits for a full batch does (3.32.3 answers 0.1-0.5 s after the long poll), rather than
+/// late for another reason: a slow network or server answers seconds after it.
+fn waited_out(long_poll: Duration, elapsed: Duration) -> bool {
+    long_poll >= MIN_TELLING_LONG_POLL
+        && elapsed >= long_poll.mul_f32(0.95)
+        && elapsed <= long_poll + Duration::from_millis(600)
+}
+
 const V2_UNKNOWN: u8 = 0;
 const V2_PRESENT: u8 = 1;
 const V2_MISSING: u8 = 2;
@@ -391,8 +400,7 @@ impl ServerClient {
             let received = polled.tasks.len() + polled.undecodable.len();
             if count >= 2
                 && (1..count).contains(&received)
-                && long_poll >= MIN_TELLING_LONG_POLL
-                && started.elapsed() >= long_poll.mul_f32(0.95)
+                && waited_out(long_poll, started.elapsed())
             {
                 self.mark_batch_waits_for_count();
             }
@@ -779,6 +787,19 @@ mod tests {
         assert_eq!(polled.undecodable.len(), 1);
         assert_eq!(polled.undecodable[0].task_id, "bad");
         assert!(polled.undecodable[0].error.contains("UTF-8"));
+    }
+
+    #[test]
+    fn only_an_answer_at_the_end_of_the_long_poll_shows_a_wait_for_a_full_batch() {
+        let second = Duration::from_secs(1);
+        let ms = Duration::from_millis;
+        assert!(waited_out(second, ms(1000)) && waited_out(second, ms(1450)));
+        assert!(!waited_out(second, ms(300)), "answered early");
+        assert!(
+            !waited_out(second, ms(2300)),
+            "a slow server, not a waiting one"
+        );
+        assert!(!waited_out(ms(100), ms(100)), "too short to tell");
     }
 
     #[test]
