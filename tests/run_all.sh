@@ -191,6 +191,30 @@ ruby_tests() {
   ruby_tier
 }
 
+# ---- end to end (tests/e2e) ---------------------------------------------------------------------
+# Large payloads through real worker programs (core/examples/payload_worker.rs, and the Python and
+# Ruby ones under tests/e2e/workers on the package and the gem installed above) on the real server
+# (SQLite and PostgreSQL, one of each for the tier) and the dev server in its three storage modes.
+# A real server that cannot run is NOT RUN like the contract tiers; a language whose program cannot
+# run is a "not run" line in the summary.
+e2e_build() { cargo build --release -p conductor-worker --example payload_worker; }
+e2e_tests() {
+  timed "end-to-end: Rust worker build" e2e_build
+  local name="end-to-end large payloads" line k=""
+  # A server found missing before is not tried again (a new attempt may download for minutes).
+  [ -z "$REAL_NOT_RUN" ] || k="not sqlite"
+  [ -z "$PG_NOT_RUN" ] || k="${k:+$k and }not postgres"
+  [ -z "$k" ] || record "  $name" 0 "deselected ($k): those servers are NOT RUN"
+  pytest_tier "$name" tests/e2e ${k:+-k "$k"}
+  while IFS= read -r line; do
+    record "  $name" 0 "$line"
+    case $line in
+      "real Conductor server tier NOT RUN: "*) REAL_NOT_RUN=${REAL_NOT_RUN:-${line#*NOT RUN: }} ;;
+      "real Conductor server (postgres) tier NOT RUN: "*) PG_NOT_RUN=${PG_NOT_RUN:-${line#*NOT RUN: }} ;;
+    esac
+  done < <(sed 's/\x1b\[[0-9;]*m//g' "$LOG_DIR/$name.log" | grep -E '(tier NOT RUN|worker not run): ' || true)
+}
+
 # ---- reliability (tests/robustness, tests/faults) ------------------------------------------------
 # Bad input from a crafted server and secrets in Python's logs (Rust worker program + Python
 # package), then the fault matrix: every scenario for the Rust, Python and Ruby worker programs
@@ -225,6 +249,7 @@ contract_conductor
 contract_conductor_postgres
 python_binding_tests
 ruby_tests
+e2e_tests
 bench_tool_tests
 reliability_tests
 print_summary
