@@ -3,7 +3,7 @@
 the physical limit, on one dev server, in one run. ``bench/run.sh`` installs what it needs and
 runs this file; bench/README.md says what is measured and how.
 
-    bench/run.sh                 # the full run (about 20 minutes on 2 cores)
+    bench/run.sh                 # the full run (about 30 minutes on 2 cores)
     bench/run.sh --quick         # a smoke test: fewer tasks, one run each
     bench/run.sh --only noop-10,idle --programs rust,py-sync,peer-sync
 
@@ -443,11 +443,12 @@ class Settings:
     multi_tasks: int
     # The real Conductor server (bench/real_server.py) and the large-payload scenario
     # (bench/payloads.py); defaults for results written before they existed.
-    real_tasks: int = 200
+    real_tasks: int = 500
     real_runs: int = 1
+    real_warmup_tasks: int = 300
     real_probes: int = 25
     real_box_s: float = 60.0
-    real_idle_window_s: float = 5.0
+    real_idle_window_s: float = 3.0
     payload_tasks: int = 5
 
 
@@ -1247,7 +1248,7 @@ def main(argv: list[str]) -> int:
         "payload-8mb,real-sqlite-noop-10,real-sqlite-noop-50,real-sqlite-idle-pickup, the same with real-postgres-; "
         "real-sqlite, real-postgres, real and payload select a group)",
     )
-    ap.add_argument("--real-tasks", type=int, help="workflows per real-server drain run (default 200, quick 60)")
+    ap.add_argument("--real-tasks", type=int, help="workflows per real-server drain run (default 500, quick 60)")
     ap.add_argument("--real-runs", type=int, help="runs per real-server drain (default 1)")
     ap.add_argument(
         "--programs",
@@ -1271,11 +1272,12 @@ def main(argv: list[str]) -> int:
         idle_window_s=4.0 if q else 10.0,
         idle_probes=8 if q else 25,
         multi_tasks=2_000 if q else 20_000,
-        real_tasks=args.real_tasks or (60 if q else 200),
+        real_tasks=args.real_tasks or (60 if q else 500),
         real_runs=args.real_runs or 1,
+        real_warmup_tasks=100 if q else 300,
         real_probes=8 if q else 25,
         real_box_s=30.0 if q else 60.0,
-        real_idle_window_s=2.0 if q else 5.0,
+        real_idle_window_s=2.0 if q else 3.0,
         payload_tasks=2 if q else 5,
     )
     progs = programs()
