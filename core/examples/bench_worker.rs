@@ -22,6 +22,8 @@ enum Work {
     Noop,
     Sleep(Duration),
     Cpu(u32),
+    /// Returns the input's `data` as the output's (the large-payload scenario).
+    Echo,
 }
 
 #[derive(Debug)]
@@ -33,12 +35,14 @@ struct Args {
 }
 
 const USAGE: &str = "usage: bench_worker --mode tokio --task-type NAME [--task-type NAME]... \
---concurrency N --work noop|sleep:MS|cpu:N [--poll-interval-ms MS]";
+--concurrency N --work noop|sleep:MS|cpu:N|echo [--poll-interval-ms MS]";
 
 fn parse_work(value: &str) -> Result<Work, String> {
-    let bad = || format!("--work: expected noop, sleep:MS or cpu:N, got {value:?}");
-    if value == "noop" {
-        return Ok(Work::Noop);
+    let bad = || format!("--work: expected noop, sleep:MS, cpu:N or echo, got {value:?}");
+    match value {
+        "noop" => return Ok(Work::Noop),
+        "echo" => return Ok(Work::Echo),
+        _ => {}
     }
     if let Some(ms) = value.strip_prefix("sleep:") {
         return ms
@@ -141,9 +145,15 @@ fn hash_rounds(rounds: u32) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-async fn execute(work: Work, _task: Task) -> TaskOutcome {
+async fn execute(work: Work, task: Task) -> TaskOutcome {
     match work {
         Work::Noop => TaskOutcome::Completed(Map::new()),
+        Work::Echo => {
+            let mut input = task.input_data;
+            let mut out = Map::new();
+            out.insert("data".into(), input.remove("data").unwrap_or(Value::Null));
+            TaskOutcome::Completed(out)
+        }
         Work::Sleep(d) => {
             tokio::time::sleep(d).await;
             TaskOutcome::Completed(Map::new())
@@ -236,6 +246,8 @@ mod tests {
             args("--mode=tokio --task-type=a --concurrency=1 --work=cpu:10 --poll-interval-ms 5")
                 .unwrap();
         assert!(matches!(a.work, Work::Cpu(10)));
+        let a = args("--mode tokio --task-type a --concurrency 1 --work echo").unwrap();
+        assert!(matches!(a.work, Work::Echo));
         assert_eq!(a.poll_interval, Some(Duration::from_millis(5)));
     }
 

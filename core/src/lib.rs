@@ -28,6 +28,7 @@
 
 #![warn(missing_docs)]
 
+pub mod alloc;
 pub mod api;
 pub mod backoff;
 pub mod client;

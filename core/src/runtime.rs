@@ -132,6 +132,7 @@ impl Runtime {
                 ));
             }
         }
+        crate::alloc::return_large_blocks();
         let servers = Arc::new(Cluster::new(&options)?);
         let journal = match &options.journal {
             JournalConfig::Disabled => None,
@@ -581,6 +582,7 @@ impl Inner {
             cluster: Arc::clone(&self.servers),
             error_backoff: self.options.poll_error_backoff,
             deadline: Arc::clone(&slot.deadline),
+            long_polls: Default::default(),
         };
         self.handle.spawn(poll_loop.run())
     }

@@ -169,7 +169,7 @@ impl ServerClient {
                 format!("the storage uri {uri:?} is not a URL: {e}"),
             )
         })?;
-        let body = json.map(|bytes| ("application/json", bytes));
+        let body = json.map(|bytes| ("application/json", bytes::Bytes::from(bytes)));
         let timeout = self.request_timeout;
         let response = if url.origin() == self.base.origin() {
             let response = self
@@ -200,7 +200,7 @@ impl ServerClient {
         &self,
         method: Method,
         url: reqwest::Url,
-        body: Option<(&'static str, Vec<u8>)>,
+        body: Option<(&'static str, bytes::Bytes)>,
         timeout: Duration,
         endpoint: &'static str,
     ) -> Result<reqwest::Response> {

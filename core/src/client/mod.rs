@@ -231,7 +231,7 @@ impl ServerClient {
         method: Method,
         url: Endpoint<'_>,
         query: &[(&str, &str)],
-        body: Option<(&'static str, Vec<u8>)>,
+        body: Option<(&'static str, bytes::Bytes)>,
         timeout: Duration,
     ) -> Result<reqwest::Response> {
         let url = match url {
@@ -260,6 +260,7 @@ impl ServerClient {
             if let Some((content_type, bytes)) = &body {
                 request = request
                     .header(header::CONTENT_TYPE, *content_type)
+                    // A clone of `Bytes` shares the buffer: a retried 8 MB upload is not copied.
                     .body(bytes.clone());
             }
             if let Some(token) = &token {
@@ -507,7 +508,7 @@ impl ServerClient {
         body: &impl serde::Serialize,
     ) -> Result<reqwest::Response> {
         let body = serde_json::to_vec(body).map_err(|e| self.decode_error(endpoint, e))?;
-        let content = Some(("application/json", body));
+        let content = Some(("application/json", bytes::Bytes::from(body)));
         let url = Endpoint::Parsed(url);
         self.send(
             endpoint,
@@ -548,7 +549,7 @@ impl ServerClient {
                 Method::POST,
                 Endpoint::Path(&path),
                 &[],
-                Some(("text/plain", line.as_bytes().to_vec())),
+                Some(("text/plain", bytes::Bytes::copy_from_slice(line.as_bytes()))),
                 self.request_timeout,
             )
             .await?;
@@ -569,7 +570,7 @@ impl ServerClient {
                 Method::POST,
                 Endpoint::Path("/metadata/taskdefs"),
                 &[],
-                Some(("application/json", body)),
+                Some(("application/json", bytes::Bytes::from(body))),
                 self.request_timeout,
             )
             .await?;

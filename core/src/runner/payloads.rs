@@ -140,6 +140,26 @@ pub(crate) fn exceeds(output: &JsonObject, limit: usize) -> bool {
     serde_json::to_writer(&mut counter, output).is_err()
 }
 
+/// The JSON of a large output in a buffer of exactly its size: growing one by doubling would
+/// copy it several times and leave up to twice its size allocated.
+fn to_json(output: &JsonObject) -> serde_json::Result<Vec<u8>> {
+    struct Counter(usize);
+    impl io::Write for Counter {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut size = Counter(0);
+    serde_json::to_writer(&mut size, output)?;
+    let mut json = Vec::with_capacity(size.0);
+    serde_json::to_writer(&mut json, output)?;
+    Ok(json)
+}
+
 /// The result to send for `result`: as it is, or, when its output is above `threshold` bytes
 /// and the server's storage takes uploads, with the output uploaded and its path set. A storage
 /// that gives no upload `uri` or answers 405/501 is remembered, and the output goes inline.
@@ -160,7 +180,7 @@ pub(crate) async fn externalize_output(
         server.mark_uploads_unsupported("the WRITE location has no uri");
         return Ok((Arc::clone(result), None));
     };
-    let json = serde_json::to_vec(&result.output_data).map_err(|e| Error::Decode {
+    let json = to_json(&result.output_data).map_err(|e| Error::Decode {
         server: server.url().to_owned(),
         endpoint: "external payload upload",
         message: e.to_string(),
