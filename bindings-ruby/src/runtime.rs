@@ -40,6 +40,8 @@ fn arg_error(ruby: &Ruby, message: String) -> Error {
 
 impl RbRuntime {
     /// Options given as nil come from the environment (`CONDUCTOR_SERVER_URL`, ...).
+    // One positional argument per option of `ConductorWorker::Runner.new`, as Ruby passes them.
+    #[allow(clippy::too_many_arguments)]
     fn new(
         ruby: &Ruby,
         servers: Option<Vec<ServerSpec>>,
