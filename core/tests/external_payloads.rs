@@ -484,3 +484,46 @@ async fn an_output_whose_upload_is_pending_at_kill_is_journalled_whole_and_deliv
     }
     std::fs::remove_dir_all(dir).ok();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_uploaded_output_whose_update_is_pending_at_kill_is_journalled_by_its_path() {
+    init_tracing();
+    let server = payload_server(limits(ExternalStorage::Upload), false).await;
+    let dir = std::env::temp_dir().join(format!("cw-uploaded-journal-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let journal_file = dir.join("journal.jsonl");
+    server
+        .enqueue("uploaded", 1, json!({"responseTimeoutSeconds": 600}))
+        .await;
+    let mut options = options(&server, false);
+    options.journal = conductor_worker::JournalConfig::File(journal_file.clone());
+    let runtime = Runtime::new(options.clone()).unwrap();
+    let w = runtime
+        .add_worker(worker("uploaded").concurrency(1).lease_extend(false))
+        .unwrap();
+    runtime.start().await.unwrap();
+    let claimed = common::claim(&w, 1).await;
+    server.faults(json!({"fail_rate": {"update": 1.0}})).await;
+    common::complete_all(&w, &claimed, &big_output(11));
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(runtime.kill().await.journalled_results, 1);
+    let journalled = conductor_worker::journal::Journal::open(journal_file.clone())
+        .unwrap()
+        .load()
+        .unwrap();
+    let result = &journalled[0].result;
+    assert!(
+        result.external_output_payload_storage_path.is_some() && result.output_data.is_empty(),
+        "{result:?}"
+    );
+
+    server.reset_faults().await;
+    let again = Runtime::new(options).unwrap();
+    again.start().await.unwrap();
+    let stats = server.wait_completed(1, Duration::from_secs(20)).await;
+    again.stop(Duration::from_secs(2)).await;
+    assert_eq!(stats["external_writes"], 1, "uploaded once: {stats}");
+    let output = stored_output(&server, &claimed[0].task.task_id).await;
+    assert_eq!(checksum(&output["doc"]), checksum(&big_output(11)["doc"]));
+    std::fs::remove_dir_all(dir).ok();
+}

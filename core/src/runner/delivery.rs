@@ -134,7 +134,7 @@ impl Deliveries {
         self: Arc<Self>,
         id: u64,
         server_id: ServerId,
-        result: Arc<TaskResult>,
+        mut result: Arc<TaskResult>,
         origin: Origin,
     ) {
         let Some(server) = self.servers.client(server_id).cloned() else {
@@ -144,7 +144,7 @@ impl Deliveries {
         };
         let metrics = origin.worker.upgrade().map(|w| Arc::clone(&w.metrics));
         // The result as sent: its output uploaded once, on the first attempt that gets that
-        // far; the journal keeps the original with its output until the server has it.
+        // far; until then the journal keeps the original with its output.
         let mut sendable: Option<Arc<TaskResult>> = None;
         let mut attempt: u32 = 0;
         loop {
@@ -156,6 +156,12 @@ impl Deliveries {
                     .await
                 {
                     Ok(sent) => {
+                        if !Arc::ptr_eq(&sent, &result) {
+                            // Uploaded: from now on a kill journals the result with its path,
+                            // and the output itself is freed before the next task's arrives.
+                            self.replace_pending(id, &sent);
+                            result = Arc::clone(&sent);
+                        }
                         let outcome = self.send(&server, &sent, &origin, metrics.as_deref()).await;
                         sendable = Some(sent);
                         outcome
@@ -213,6 +219,15 @@ impl Deliveries {
             }
         }
         self.finish(id);
+    }
+
+    /// What a kill or a failed attempt journals for delivery `id` from now on.
+    fn replace_pending(&self, id: u64, result: &Arc<TaskResult>) {
+        if let Ok(mut pending) = self.pending.lock()
+            && let Some(p) = pending.get_mut(&id)
+        {
+            p.result = Arc::clone(result);
+        }
     }
 
     /// The result to send: with its output uploaded when it is above the threshold.
