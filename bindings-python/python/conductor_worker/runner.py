@@ -266,20 +266,24 @@ class Runner:
     def run(self) -> None:
         """Starts (unless started) and blocks until Ctrl-C or SIGTERM, then drains within
         ``stop_timeout``; a second Ctrl-C or SIGTERM during the drain kills at once."""
-        if self._state == "created":
-            self.start()
         in_main = threading.current_thread() is threading.main_thread()
         previous: dict[signal.Signals, Any] = {}
         if in_main:
+            # Before start: a Ctrl-C or SIGTERM while the executors start (a task may already
+            # be running) asks for a drain like any other, instead of interrupting the start.
             for sig in (signal.SIGINT, signal.SIGTERM):
                 previous[sig] = signal.signal(sig, self._on_signal)
         try:
+            if self._state == "created":
+                self.start()
             while not self._stop_requested.is_set() and not self._stopped.is_set():
                 self._stop_requested.wait(0.5)
             if not self._stopped.is_set():
                 logger.info("draining: running tasks get %.0f s (Ctrl-C again to stop at once)", self.stop_timeout)
                 self.stop()
         except KeyboardInterrupt:
+            if self._runtime is None:
+                raise
             logger.warning("stopping at once: undelivered results go to the journal")
             self.kill()
         finally:
