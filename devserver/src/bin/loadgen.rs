@@ -161,6 +161,27 @@ async fn run(args: Args) -> Result<bool, LoadError> {
     let t_enqueue = Instant::now();
     enqueue(&client, &root, &args).await?;
     let enqueue_secs = t_enqueue.elapsed().as_secs_f64();
+    let drained = drain(&client, &root, &args).await;
+    let after = completed(&client, &root).await?;
+    Ok(report(
+        &args,
+        enqueue_secs,
+        &drained,
+        after.saturating_sub(before),
+    ))
+}
+
+/// What the poll/update loops did.
+struct Drained {
+    done: u64,
+    polls: u64,
+    wall_secs: f64,
+    first_err: Option<String>,
+}
+
+/// Runs `--concurrency` poll/update loops until every task is done, one of them fails, or
+/// `--max-secs` have passed.
+async fn drain(client: &reqwest::Client, root: &str, args: &Args) -> Drained {
     let poll_url = format!(
         "{root}/api/tasks/poll/batch/{}?workerid=loadgen&count={}&timeout={}",
         args.task_type, args.batch, args.timeout_ms
@@ -204,31 +225,40 @@ async fn run(args: Args) -> Result<bool, LoadError> {
         }
     }
     watchdog.abort();
-    let wall = start.elapsed().as_secs_f64();
-    let done = shared.done.load(Ordering::Relaxed);
-    let after = completed(&client, &root).await?;
-    let delta = after.saturating_sub(before);
+    Drained {
+        wall_secs: start.elapsed().as_secs_f64(),
+        done: shared.done.load(Ordering::Relaxed),
+        polls: shared.polls.load(Ordering::Relaxed),
+        first_err,
+    }
+}
+
+/// Prints the figures; true when the server counted every task completed once and no loop
+/// failed. `delta` is how many completions the server's stats gained.
+fn report(args: &Args, enqueue_secs: f64, d: &Drained, delta: u64) -> bool {
     println!(
         "tasks={} concurrency={} batch={} timeout_ms={}",
         args.tasks, args.concurrency, args.batch, args.timeout_ms
     );
     println!("enqueue: {enqueue_secs:.3} s");
     println!(
-        "done: {done} tasks in {wall:.3} s wall, {:.0} tasks/s (batch-poll + update pairs), {} polls",
-        done as f64 / wall,
-        shared.polls.load(Ordering::Relaxed)
+        "done: {} tasks in {:.3} s wall, {:.0} tasks/s (batch-poll + update pairs), {} polls",
+        d.done,
+        d.wall_secs,
+        d.done as f64 / d.wall_secs,
+        d.polls
     );
-    let ok = delta == args.tasks && done == args.tasks;
+    let ok = delta == args.tasks && d.done == args.tasks;
     println!(
         "stats check: completed delta = {delta}, expected {}: {}",
         args.tasks,
         if ok { "OK" } else { "MISMATCH" }
     );
-    if let Some(e) = first_err {
+    if let Some(e) = &d.first_err {
         eprintln!("error: {e}");
-        return Ok(false);
+        return false;
     }
-    Ok(ok)
+    ok
 }
 
 fn main() -> ExitCode {
