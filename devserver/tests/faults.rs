@@ -41,19 +41,7 @@ async fn tokens_are_issued_checked_and_expired() {
         .await
         .unwrap();
     assert_eq!(r.status(), 401);
-    let token = env
-        .client
-        .post(&token_url)
-        .json(&json!({"keyId": "key", "keySecret": "secret"}))
-        .send()
-        .await
-        .unwrap()
-        .json::<Value>()
-        .await
-        .unwrap()["token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let token = env.token("key", "secret").await;
     let authed = || {
         env.client
             .get(&health)
@@ -81,19 +69,7 @@ async fn tokens_are_issued_checked_and_expired() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    let t2 = env
-        .client
-        .post(&token_url)
-        .json(&json!({"keyId": "key", "keySecret": "secret"}))
-        .send()
-        .await
-        .unwrap()
-        .json::<Value>()
-        .await
-        .unwrap()["token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let t2 = env.token("key", "secret").await;
     let with_t2 = || {
         env.client
             .get(&health)
