@@ -18,6 +18,7 @@
 //! Or run the `conductor-devserver` binary; `README.md` beside this crate lists the endpoints,
 //! the admin API and what is deliberately not supported.
 
+mod app;
 pub mod auth;
 pub mod cli;
 mod error;

@@ -1,6 +1,7 @@
 //! The HTTP routes: the worker API under `/api` and the admin API under `/admin`.
 //!
-//! Faults, auth and request counting happen before these handlers, in [`crate::server`].
+//! Faults, auth and request counting happen before these handlers, in the server's per-request
+//! wrapper.
 
 use std::sync::Arc;
 
@@ -14,22 +15,13 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use crate::auth::Auth;
+use crate::app::App;
 use crate::error::{ApiError, error_response, json_bytes};
-use crate::faults::{FaultState, Faults};
+use crate::faults::Faults;
 use crate::model::{StartWorkflowRequest, TaskDef, TaskResult, WorkflowDef};
 use crate::payload::{ExternalStorage, new_key};
 use crate::stats::inc;
-use crate::store::{BulkRequest, Store, Want};
-
-/// Everything the handlers share.
-pub struct App {
-    pub store: Arc<Store>,
-    pub faults: FaultState,
-    pub auth: Auth,
-    /// The port, for `POST /admin/down` (set once the server listens).
-    pub net: std::sync::OnceLock<std::sync::Weak<crate::server::Net>>,
-}
+use crate::store::{BulkRequest, Want};
 
 type S = State<Arc<App>>;
 
@@ -259,10 +251,7 @@ fn origin(app: &App, headers: &HeaderMap) -> String {
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .map(str::to_owned)
-        .or_else(|| {
-            let net = app.net.get().and_then(std::sync::Weak::upgrade)?;
-            Some(net.addr.to_string())
-        })
+        .or_else(|| Some(app.port()?.addr().to_string()))
         .unwrap_or_else(|| "127.0.0.1".into());
     format!("http://{host}")
 }
@@ -581,10 +570,10 @@ async fn down(State(app): S, body: Bytes) -> Result<Response, ApiError> {
             d.seconds
         )));
     }
-    let Some(net) = app.net.get().and_then(std::sync::Weak::upgrade) else {
+    let Some(port) = app.port() else {
         return Err(ApiError::BadRequest("the server is shutting down".into()));
     };
-    net.down_for(
+    port.down_for(
         std::time::Duration::from_millis(100),
         std::time::Duration::from_secs_f64(d.seconds),
     );

@@ -15,11 +15,12 @@ use tokio::net::TcpListener;
 use tokio::sync::{Mutex as AsyncMutex, watch};
 use tokio::task::{JoinHandle, JoinSet};
 
+use crate::app::{App, Port};
 use crate::auth::{ApiKey, Auth, AuthError};
 use crate::error::{error_response, json_bytes};
 use crate::faults::{FaultError, FaultState, Faults, Group};
 use crate::payload::{PayloadLimitError, PayloadLimits};
-use crate::routes::{App, router, spring_missing};
+use crate::routes::{router, spring_missing};
 use crate::stats::{Endpoint, Stats, inc};
 use crate::store::Store;
 
@@ -337,9 +338,9 @@ pub struct DevServer {
 }
 
 /// The port: listening on it, closing it, opening it again (shared with `POST /admin/down`).
-pub(crate) struct Net {
+struct Net {
     app: Arc<App>,
-    pub(crate) addr: SocketAddr,
+    addr: SocketAddr,
     router: Router,
     listening: AsyncMutex<Option<Listening>>,
     /// Set by shutdown: a pending `/admin/down` must not open the port again.
@@ -358,7 +359,7 @@ impl Net {
         Listening { stop, task }
     }
 
-    pub(crate) async fn set_listening(&self, on: bool) -> Result<(), StartError> {
+    async fn set_listening(&self, on: bool) -> Result<(), StartError> {
         let mut guard = self.listening.lock().await;
         if on {
             if guard.is_none() && !self.shut.load(std::sync::atomic::Ordering::Acquire) {
@@ -377,10 +378,14 @@ impl Net {
         }
         Ok(())
     }
+}
 
-    /// Closes the port (after `grace`, so the caller's answer gets out), keeps it closed for
-    /// `down`, then listens again on the same port with the same state.
-    pub(crate) fn down_for(self: Arc<Self>, grace: Duration, down: Duration) {
+impl Port for Net {
+    fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    fn down_for(self: Arc<Self>, grace: Duration, down: Duration) {
         tokio::spawn(async move {
             tokio::time::sleep(grace).await;
             let _ = self.set_listening(false).await;
@@ -421,7 +426,7 @@ impl DevServer {
             store: Arc::new(Store::new(config.payloads)),
             faults: FaultState::new(config.faults),
             auth: Auth::new(config.auth, config.token_ttl_secs),
-            net: std::sync::OnceLock::new(),
+            port: std::sync::OnceLock::new(),
         });
         let router = router(app.clone());
         let store = app.store.clone();
@@ -441,7 +446,8 @@ impl DevServer {
             listening: AsyncMutex::new(None),
             shut: std::sync::atomic::AtomicBool::new(false),
         });
-        let _ = app.net.set(Arc::downgrade(&net));
+        let port: Arc<dyn Port> = net.clone();
+        let _ = app.port.set(Arc::downgrade(&port));
         *net.listening.lock().await = Some(net.spawn_listener(listener));
         Ok(DevServer { app, net, sweeper })
     }
