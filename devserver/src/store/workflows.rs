@@ -7,6 +7,8 @@ use std::sync::{Arc, Mutex};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use super::decisions::PreparedInput;
+use super::queues::Action;
 use super::{CompiledDef, Store, bad, lock};
 use crate::error::ApiError;
 use crate::expr::{Scope, TaskData};
@@ -32,6 +34,34 @@ pub struct Workflow {
     /// Policy for tasks created by `POST /admin/tasks`, which overrides the task definition.
     pub(super) policy_override: Option<(RetryPolicy, i64)>,
     pub(super) tasks: Vec<Task>,
+}
+
+impl Workflow {
+    /// A running workflow of `def` without tasks, correlation id, domains or policy override.
+    pub(super) fn running(
+        id: Arc<str>,
+        name: Arc<str>,
+        def: Arc<CompiledDef>,
+        input: Map<String, Value>,
+        now: i64,
+    ) -> Workflow {
+        Workflow {
+            id,
+            name,
+            def,
+            status: WorkflowStatus::Running,
+            input,
+            output: Map::new(),
+            correlation_id: None,
+            task_to_domain: HashMap::new(),
+            create_time: now,
+            update_time: now,
+            end_time: 0,
+            reason: None,
+            policy_override: None,
+            tasks: Vec::new(),
+        }
+    }
 }
 
 /// A workflow as expressions see it: task payloads stored externally are read back.
@@ -128,31 +158,32 @@ impl Store {
         };
         let now = now_ms();
         let id = new_id();
+        let name = def.def.name.as_str().into();
+        let input = req.input.unwrap_or_default();
         let wf = Workflow {
-            id: id.clone(),
-            name: def.def.name.as_str().into(),
-            def,
-            status: WorkflowStatus::Running,
-            input: req.input.unwrap_or_default(),
-            output: Map::new(),
             correlation_id: req.correlation_id.map(Into::into),
             task_to_domain: req.task_to_domain.unwrap_or_default(),
-            create_time: now,
-            update_time: now,
-            end_time: 0,
-            reason: None,
-            policy_override: None,
-            tasks: Vec::new(),
+            ..Workflow::running(id.clone(), name, def, input, now)
         };
-        let cell = Arc::new(Mutex::new(wf));
-        let mut actions = Vec::new();
-        {
-            let mut w = lock(&cell);
-            self.schedule(&cell, &mut w, 0, now, &mut actions, None);
-        }
-        lock(&self.workflows[self.shard(&id)]).insert(id.clone(), cell);
+        let actions = self.add_workflow(wf, now, None);
         self.run(actions);
         Ok(id)
+    }
+
+    /// Stores a new workflow with its first task scheduled. Returns the queue work, to be done
+    /// now that the workflow's lock is released. `memo` as for [`Store::schedule`].
+    pub(super) fn add_workflow(
+        &self,
+        wf: Workflow,
+        now: i64,
+        memo: Option<&mut Option<PreparedInput>>,
+    ) -> Vec<Action> {
+        let id = wf.id.clone();
+        let cell = Arc::new(Mutex::new(wf));
+        let mut actions = Vec::with_capacity(1);
+        self.schedule(&cell, &mut lock(&cell), 0, now, &mut actions, memo);
+        lock(&self.workflows[self.shard(&id)]).insert(id, cell);
+        actions
     }
 
     /// `GET /api/workflow/{id}` as JSON bytes.
