@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
+use super::instance::View;
 use super::queues::{Action, unqueue};
-use super::workflows::View;
 use super::{Store, TaskRef, WfCell, Workflow, queue_key};
 use crate::expr;
 use crate::model::{

@@ -7,15 +7,17 @@
 //! lock held while a task is serialized is that task's workflow's. Lock order: workflow, then
 //! index shard or queue or timeout heap; never the other way.
 //!
-//! Each submodule adds one concern's part of `impl Store`: `defs` (task and workflow
-//! definitions), `workflows` (starting and reading them), `decisions` (a workflow's next step:
-//! schedule, retry, advance, end), `queues` (queue work and the long poll), `updates` (worker
+//! This file holds the state and its sharded indices. The submodules, each one concern:
+//! `defs` (task and workflow definitions), `instance` (a workflow's state and how expressions
+//! see it), `queues` (queue work and the long poll), `decisions` (a workflow's next step:
+//! schedule, retry, advance, end), `workflows` (starting and reading them), `updates` (worker
 //! results), `timeouts` (the response-timeout sweep), `tasks` (single tasks by id) and `bulk`
-//! (`POST /admin/tasks`). This file holds the state and its sharded indices.
+//! (`POST /admin/tasks`). Each depends only on those listed before it.
 
 mod bulk;
 mod decisions;
 mod defs;
+mod instance;
 mod queues;
 mod tasks;
 #[cfg(test)]
@@ -37,10 +39,10 @@ use crate::stats::Counters;
 
 pub use bulk::BulkRequest;
 pub use defs::CompiledDef;
+pub use instance::Workflow;
 pub use queues::{Queue, Want};
 pub use tasks::History;
 pub use updates::Updated;
-pub use workflows::Workflow;
 
 const SHARDS: usize = 64;
 
