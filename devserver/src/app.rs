@@ -1,8 +1,7 @@
 //! The state every handler shares, and what the routes may do with the port.
 //!
-//! Its own module so that [`crate::routes`] and [`crate::server`] both depend on it and not on
-//! each other: the server builds the routes, and the routes reach the listener only through
-//! [`Port`].
+//! Its own module so that the routes and the server both depend on it and not on each other: the
+//! server builds the routes, and the routes reach the listener only through [`Port`].
 
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock, Weak};
