@@ -1,10 +1,13 @@
-//! Core errors as the exceptions of `conductor_worker.errors`, with the fields a handler needs
-//! (`setting`, `server`, `status`, ...) as attributes.
+//! Core errors as the exceptions of `conductor_worker.errors`: the class is the one named by the
+//! error's kind (the module defines one per kind of `conductor_worker::ERROR_KINDS`, which the
+//! tests check), and the error's fields (`setting`, `server`, `status`, ..., `retryable`) are its
+//! attributes.
 
 use conductor_worker::Error;
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
+
+use crate::json;
 
 const MODULE: &str = "conductor_worker.errors";
 
@@ -15,72 +18,23 @@ pub(crate) fn to_py(error: Error) -> PyErr {
 }
 
 fn build(py: Python<'_>, error: &Error) -> PyResult<PyErr> {
-    let attrs = PyDict::new(py);
-    let class = match error {
-        Error::Config { setting, value, .. } => {
-            attrs.set_item("setting", setting)?;
-            attrs.set_item("value", value)?;
-            "ConfigError"
-        }
-        Error::Transport {
-            server, timed_out, ..
-        } => {
-            attrs.set_item("server", server)?;
-            attrs.set_item("timed_out", timed_out)?;
-            "TransportError"
-        }
-        Error::Status {
-            server,
-            status,
-            endpoint,
-            ..
-        } => {
-            attrs.set_item("server", server)?;
-            attrs.set_item("status", status)?;
-            attrs.set_item("endpoint", endpoint)?;
-            "StatusError"
-        }
-        Error::Decode {
-            server, endpoint, ..
-        } => {
-            attrs.set_item("server", server)?;
-            attrs.set_item("endpoint", endpoint)?;
-            "DecodeError"
-        }
-        Error::Auth {
-            server, retry_in, ..
-        } => {
-            attrs.set_item("server", server)?;
-            attrs.set_item("retry_in", retry_in.as_secs_f64())?;
-            "AuthError"
-        }
-        Error::UnknownTask { worker, task_id } => {
-            attrs.set_item("task_type", worker)?;
-            attrs.set_item("task_id", task_id)?;
-            "UnknownTaskError"
-        }
-        Error::UnknownWorker(task_type) => {
-            attrs.set_item("task_type", task_type)?;
-            "UnknownWorkerError"
-        }
-        Error::NotRunning(_) => "NotRunningError",
-        Error::Journal { path, .. } => {
-            attrs.set_item("path", path)?;
-            "JournalError"
-        }
-        Error::Metrics { port, .. } => {
-            attrs.set_item("port", port)?;
-            "MetricsError"
-        }
-        _ => "ConductorWorkerError",
-    };
-    attrs.set_item("retryable", error.is_retryable())?;
-    let class = py.import(MODULE)?.getattr(class)?;
-    let exc = class.call1((error.to_string(),))?;
-    for (k, v) in attrs.iter() {
-        exc.setattr(k.cast::<pyo3::types::PyString>()?, v)?;
+    let exception = py
+        .import(MODULE)?
+        .getattr(error.kind())?
+        .call1((error.to_string(),))?;
+    for (name, value) in error.fields() {
+        exception.setattr(name, json::field_to_py(py, value)?)?;
     }
-    Ok(PyErr::from_value(exc))
+    Ok(PyErr::from_value(exception))
+}
+
+/// The kinds of core errors with their fields, for the tests to check the classes against.
+#[pyfunction]
+pub(crate) fn error_kinds() -> Vec<(&'static str, Vec<&'static str>)> {
+    conductor_worker::ERROR_KINDS
+        .iter()
+        .map(|(kind, fields)| (*kind, fields.to_vec()))
+        .collect()
 }
 
 /// Anything unexpected on the Rust side (a panicked task, a dead channel), as the package's

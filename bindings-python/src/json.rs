@@ -1,5 +1,6 @@
 //! JSON values between serde_json and Python objects, without a JSON text in between.
 
+use conductor_worker::telemetry::EventField;
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
@@ -149,4 +150,14 @@ fn type_name(obj: &Bound<'_, PyAny>) -> String {
         .name()
         .map(|n| n.to_string())
         .unwrap_or_else(|_| "object".into())
+}
+
+/// A field of an event or an error as a Python value.
+pub(crate) fn field_to_py(py: Python<'_>, field: EventField) -> PyResult<Bound<'_, PyAny>> {
+    Ok(match field {
+        EventField::Str(s) => s.into_pyobject(py)?.into_any(),
+        EventField::Int(i) => i.into_pyobject(py)?.into_any(),
+        EventField::Float(f) => f.into_pyobject(py)?.into_any(),
+        EventField::Bool(b) => PyBool::new(py, b).to_owned().into_any(),
+    })
 }

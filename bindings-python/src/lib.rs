@@ -3,7 +3,6 @@
 //! (`conductor_worker`) is what users import.
 
 mod errors;
-mod events;
 mod json;
 mod logging;
 mod runtime;
@@ -22,7 +21,10 @@ fn core_version() -> &'static str {
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(core_version, m)?)?;
     m.add_function(wrap_pyfunction!(logging::set_log_level, m)?)?;
-    m.add_function(wrap_pyfunction!(logging::close_forwarding, m)?)?;
+    m.add_function(wrap_pyfunction!(logging::next_log_records, m)?)?;
+    m.add_function(wrap_pyfunction!(runtime::option_tables, m)?)?;
+    m.add_function(wrap_pyfunction!(runtime::check_worker_options, m)?)?;
+    m.add_function(wrap_pyfunction!(errors::error_kinds, m)?)?;
     m.add_class::<runtime::PyRuntime>()?;
     m.add_class::<worker::PyWorker>()?;
     m.add_class::<task::PyTask>()?;

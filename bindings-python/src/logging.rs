@@ -1,24 +1,14 @@
-//! The core's log records (`telemetry::host_log`), forwarded to Python's `logging` (logger
-//! `conductor_worker`): one thread per process drains the core's queue and takes the GIL once
-//! per batch to hand the records to `conductor_worker._logging.forward`.
+//! The core's log records (`telemetry::host_log`) for Python's `logging` (logger
+//! `conductor_worker`): a Python thread of `conductor_worker._logging` pulls them in batches
+//! with the GIL released.
 
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use conductor_worker::Cancel;
 use conductor_worker::telemetry::host_log;
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::types::PyList;
 use tracing::Level;
-
-const BATCH: usize = 512;
-/// How long the forwarding thread waits before checking whether the interpreter is exiting.
-const WAIT: Duration = Duration::from_millis(200);
-
-/// Set at interpreter exit: from then on nothing may take the GIL.
-pub(crate) static CLOSED: AtomicBool = AtomicBool::new(false);
-/// The process whose forwarding thread is running (a forked child needs its own).
-static FORWARDER: Mutex<Option<u32>> = Mutex::new(None);
 
 fn python_level(level: Level) -> u8 {
     match level {
@@ -41,44 +31,26 @@ fn tracing_level(python: u8) -> Option<Level> {
     }
 }
 
-fn forward() {
-    while !CLOSED.load(Ordering::Acquire) {
-        let batch = host_log::next_batch(BATCH, WAIT);
-        if batch.is_empty() || CLOSED.load(Ordering::Acquire) {
-            continue;
-        }
-        let _ = Python::try_attach(|py| -> PyResult<()> {
-            let records = PyList::empty(py);
-            for r in batch {
-                records.append((python_level(r.level), r.target, r.message, r.created))?;
-            }
-            py.import("conductor_worker._logging")?
-                .getattr("forward")?
-                .call1((records,))?;
-            Ok(())
-        });
-    }
-}
-
-/// Collects the core's records at Python level `level` and above, and starts this process's
-/// forwarding thread if it is not running.
+/// Collects the core's records at Python level `level` and above.
 #[pyfunction]
 pub(crate) fn set_log_level(level: u8) {
     host_log::collect(tracing_level(level));
-    let pid = std::process::id();
-    let mut forwarder = FORWARDER.lock().unwrap_or_else(|p| p.into_inner());
-    if *forwarder != Some(pid) {
-        let spawned = std::thread::Builder::new()
-            .name("conductor-worker-logs".into())
-            .spawn(forward);
-        if spawned.is_ok() {
-            *forwarder = Some(pid);
-        }
-    }
 }
 
-/// Called at interpreter exit: the forwarding threads must not take the GIL any more.
+/// Up to `max` records as `(level, target, message, created)`, waiting up to `timeout`
+/// seconds for the first with the GIL released. `[]` when none came.
 #[pyfunction]
-pub(crate) fn close_forwarding() {
-    CLOSED.store(true, Ordering::Release);
+pub(crate) fn next_log_records(
+    py: Python<'_>,
+    max: usize,
+    timeout: f64,
+) -> PyResult<Vec<(u8, String, String, f64)>> {
+    let wait = Duration::try_from_secs_f64(timeout).map_err(|_| {
+        PyValueError::new_err(format!("timeout must be >= 0 seconds, not {timeout}"))
+    })?;
+    let records = py.detach(|| host_log::next_batch(max, wait, &Cancel::new()));
+    Ok(records
+        .into_iter()
+        .map(|r| (python_level(r.level), r.target, r.message, r.created))
+        .collect())
 }

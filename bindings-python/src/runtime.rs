@@ -2,18 +2,22 @@
 //! workers and their lifecycle.
 
 use std::future::Future;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use conductor_worker::config::{JournalConfig, ProcessEnv};
+use conductor_worker::api::JsonObject;
+use conductor_worker::config::ProcessEnv;
 use conductor_worker::host::{ProcessBound, process_runtime};
 use conductor_worker::runtime::StopReport;
-use conductor_worker::{Credentials, RuntimeOptions, ServerConfig, TaskDef, WorkerOptions};
+use conductor_worker::telemetry::EventQueue;
+use conductor_worker::{Cancel, RuntimeOptions, TaskDef, WorkerOptions};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyDict, PyList};
+use pyo3::types::{PyDict, PyList};
 use tokio::runtime::Handle;
 
 use crate::errors;
+use crate::json;
 use crate::worker::{PyWorker, health_dict};
 
 /// How often a thread waiting in Rust comes back to let Python run signal handlers (Ctrl-C).
@@ -78,70 +82,50 @@ fn seconds(name: &str, value: f64) -> PyResult<Duration> {
     })
 }
 
+/// Options given as a dict of names to values, as JSON for the core (`None`: none given).
+fn given_options(options: Option<Bound<'_, PyAny>>, what: &str) -> PyResult<JsonObject> {
+    options.map_or_else(|| Ok(JsonObject::new()), |o| json::object_from_py(&o, what))
+}
+
+/// Checks worker options as `add_worker` would (without the environment): raises
+/// `ConfigError` naming the first bad or unknown one.
+#[pyfunction]
+#[pyo3(signature = (task_type, options=None))]
+pub(crate) fn check_worker_options(
+    task_type: String,
+    options: Option<Bound<'_, PyAny>>,
+) -> PyResult<()> {
+    let given = given_options(options, "worker options")?;
+    WorkerOptions::from_host(task_type, &given)
+        .map(drop)
+        .map_err(errors::to_py)
+}
+
+/// Every option of the runtime and of a worker, as the core declares them:
+/// `{"runtime": [...], "worker": [...]}`, each entry `{name, doc, python_type, env, default}`.
+#[pyfunction]
+pub(crate) fn option_tables(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
+    json::to_py(py, &conductor_worker::host::option_tables())
+}
+
 /// The worker runtime: servers, workers, start/stop, health and metrics.
 #[pyclass(frozen, name = "Runtime", module = "conductor_worker._native")]
 pub(crate) struct PyRuntime {
     inner: ProcessBound<conductor_worker::Runtime>,
     handle: Handle,
+    events: Mutex<Option<Arc<EventQueue>>>,
 }
-
-type ServerSpec = (String, Option<String>, Option<String>);
 
 #[pymethods]
 impl PyRuntime {
-    /// Options not given here come from the environment (`CONDUCTOR_SERVER_URL`, ...).
+    /// `options`: the runtime options by name (`conductor_worker::RuntimeOptions::options`);
+    /// those not given come from the environment (`CONDUCTOR_SERVER_URL`, ...).
     #[new]
-    #[pyo3(signature = (servers=None, *, journal=None, metrics_port=None, request_timeout=None,
-                        breaker_failures=None, breaker_reset=None,
-                        external_payload_threshold_kb=None))]
-    fn new(
-        servers: Option<Vec<ServerSpec>>,
-        journal: Option<String>,
-        metrics_port: Option<u16>,
-        request_timeout: Option<f64>,
-        breaker_failures: Option<u32>,
-        breaker_reset: Option<f64>,
-        external_payload_threshold_kb: Option<u64>,
-    ) -> PyResult<Self> {
+    #[pyo3(signature = (options=None))]
+    fn new(options: Option<Bound<'_, PyAny>>) -> PyResult<Self> {
         let handle = handle()?;
-        let mut options = RuntimeOptions::from_env(&ProcessEnv).map_err(errors::to_py)?;
-        if let Some(servers) = servers {
-            options.servers = servers
-                .into_iter()
-                .map(|(url, key, secret)| {
-                    let server = ServerConfig::new(&url).map_err(errors::to_py)?;
-                    Ok(match (key, secret) {
-                        (Some(k), Some(s)) => server.with_credentials(Credentials::new(k, s)),
-                        (None, None) => server,
-                        _ => {
-                            return Err(PyValueError::new_err(format!(
-                                "server {url}: give both key_id and key_secret, or neither"
-                            )));
-                        }
-                    })
-                })
-                .collect::<PyResult<_>>()?;
-        }
-        if let Some(journal) = journal {
-            options.journal = JournalConfig::parse(&journal);
-        }
-        if metrics_port.is_some() {
-            options.metrics_port = metrics_port;
-        }
-        if let Some(t) = request_timeout {
-            options.request_timeout = seconds("request_timeout", t)?;
-        }
-        if let Some(n) = breaker_failures {
-            options.breaker_failure_threshold = n.max(1);
-        }
-        if let Some(t) = breaker_reset {
-            options.breaker_reset = seconds("breaker_reset", t)?;
-        }
-        if let Some(kb) = external_payload_threshold_kb {
-            options
-                .set_external_payload_threshold_kb(kb)
-                .map_err(errors::to_py)?;
-        }
+        let given = given_options(options, "runtime options")?;
+        let options = RuntimeOptions::from_host(&given, &ProcessEnv).map_err(errors::to_py)?;
         // Runtime::with_handle spawns nothing, but it must run inside the runtime's context for
         // the HTTP clients it builds.
         let _guard = handle.enter();
@@ -150,54 +134,21 @@ impl PyRuntime {
         Ok(Self {
             inner: ProcessBound::new(inner),
             handle,
+            events: Mutex::new(None),
         })
     }
 
-    #[pyo3(signature = (task_type, *, concurrency=None, poll_interval=None, poll_timeout=None,
-                        domain=None, worker_id=None, lease_extend=None, paused=None, register=None))]
-    #[allow(clippy::too_many_arguments)]
+    /// `options`: the worker options by name (`conductor_worker::WorkerOptions::options`);
+    /// the environment overrides them.
+    #[pyo3(signature = (task_type, options=None))]
     fn add_worker(
         &self,
         task_type: String,
-        concurrency: Option<usize>,
-        poll_interval: Option<f64>,
-        poll_timeout: Option<f64>,
-        domain: Option<String>,
-        worker_id: Option<String>,
-        lease_extend: Option<bool>,
-        paused: Option<bool>,
-        register: Option<Bound<'_, PyAny>>,
+        options: Option<Bound<'_, PyAny>>,
     ) -> PyResult<PyWorker> {
         fork_check(&self.inner, "Runtime")?;
-        let mut options = WorkerOptions::new(task_type);
-        if let Some(n) = concurrency {
-            options.concurrency = n;
-        }
-        if let Some(t) = poll_interval {
-            options.poll_interval = seconds("poll_interval", t)?;
-        }
-        if let Some(t) = poll_timeout {
-            options.poll_timeout = seconds("poll_timeout", t)?;
-        }
-        options.domain = domain.filter(|d| !d.is_empty());
-        if let Some(id) = worker_id {
-            options.worker_id = id;
-        }
-        if let Some(on) = lease_extend {
-            options.lease_extend = on;
-        }
-        if let Some(p) = paused {
-            options.paused = p;
-        }
-        if let Some(register) = register {
-            if let Ok(b) = register.cast::<PyBool>() {
-                if b.is_true() {
-                    options.task_def = Some(TaskDef::new(options.task_type.clone()));
-                }
-            } else {
-                options.task_def = Some(task_def(&options.task_type, &register)?);
-            }
-        }
+        let given = given_options(options, "worker options")?;
+        let options = WorkerOptions::from_host(task_type, &given).map_err(errors::to_py)?;
         let _guard = self.handle.enter();
         let worker = self.inner.add_worker(options).map_err(errors::to_py)?;
         Ok(PyWorker::new(worker, self.handle.clone()))
@@ -280,18 +231,48 @@ impl PyRuntime {
         .map_err(errors::to_py)
     }
 
-    /// Calls `callback(events)` with batches of `(kind, fields)` tuples, on a thread of its own.
-    fn add_listener(&self, callback: Py<PyAny>) -> PyResult<()> {
+    /// Starts queueing the runtime's events for `next_events`.
+    fn listen(&self) -> PyResult<()> {
         fork_check(&self.inner, "Runtime")?;
-        crate::events::add_listener(&self.inner, callback);
+        let mut events = self.events.lock().unwrap_or_else(|p| p.into_inner());
+        if events.is_none() {
+            *events = Some(self.inner.event_queue());
+        }
         Ok(())
+    }
+
+    /// Up to `max` events as `(kind, fields)`, waiting up to `timeout` seconds for the first
+    /// with the GIL released. `[]` when none came.
+    fn next_events<'py>(
+        &self,
+        py: Python<'py>,
+        max: usize,
+        timeout: f64,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let wait = seconds("timeout", timeout)?;
+        let queue = self
+            .events
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .ok_or_else(|| errors::internal("call listen before next_events"))?;
+        let batch = py.detach(|| queue.next_batch(max, wait, &Cancel::new()));
+        let list = PyList::empty(py);
+        for (kind, fields) in batch {
+            let d = PyDict::new(py);
+            for (name, value) in fields {
+                d.set_item(name, json::field_to_py(py, value)?)?;
+            }
+            list.append((kind, d))?;
+        }
+        Ok(list)
     }
 }
 
 /// A task definition from a dict in the server's own field names, on top of the defaults of
 /// [`TaskDef::new`].
 fn task_def(name: &str, dict: &Bound<'_, PyAny>) -> PyResult<TaskDef> {
-    let given = crate::json::object_from_py(dict, "register")?;
+    let given = json::object_from_py(dict, "task definition")?;
     TaskDef::with_fields(name, given).map_err(errors::to_py)
 }
 

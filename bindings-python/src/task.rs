@@ -1,7 +1,11 @@
 //! `Task`: a polled task as Python sees it. Input and output are converted to Python objects
 //! on first access only.
 
-use conductor_worker::{ClaimedTask, ServerId};
+use std::sync::Mutex;
+
+use conductor_worker::api::JsonObject;
+use conductor_worker::host::ProcessBound;
+use conductor_worker::{Claim, ClaimedTask};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::PyDict;
@@ -11,19 +15,37 @@ use crate::json;
 /// A task handed to this process: its ids, counters and input.
 #[pyclass(frozen, name = "Task", module = "conductor_worker._native")]
 pub(crate) struct PyTask {
+    /// The task without its input, which lives in `raw_input` until Python asks for it.
     pub(crate) task: conductor_worker::Task,
-    #[allow(dead_code)]
-    pub(crate) server: ServerId,
+    /// The input as the core parsed it; given up once converted, so that a large input is
+    /// held once (as Python objects) while the function runs, not twice.
+    raw_input: Mutex<Option<JsonObject>>,
     input: PyOnceLock<Py<PyDict>>,
+    /// Taken by `Worker.complete`; a task garbage-collected with its claim abandons it (the
+    /// core stops extending its lease; the server hands it out again).
+    claim: Mutex<Option<ProcessBound<Claim>>>,
 }
 
 impl PyTask {
     pub(crate) fn new(claimed: ClaimedTask) -> Self {
+        let ClaimedTask {
+            mut task, claim, ..
+        } = claimed;
+        let raw_input = std::mem::take(&mut task.input_data);
         Self {
-            task: claimed.task,
-            server: claimed.server,
+            task,
+            raw_input: Mutex::new(Some(raw_input)),
             input: PyOnceLock::new(),
+            claim: Mutex::new(Some(ProcessBound::new(claim))),
         }
+    }
+
+    /// The claim, the first time (`None` once the task was completed).
+    pub(crate) fn take_claim(&self) -> Option<ProcessBound<Claim>> {
+        self.claim
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take()
     }
 }
 
@@ -96,12 +118,17 @@ impl PyTask {
     /// The task's input (the same dict on every access).
     #[getter]
     fn input_data<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        if let Some(d) = self.input.get(py) {
-            return Ok(d.bind(py).clone());
-        }
-        let dict = json::object_to_py(py, &self.task.input_data)?;
-        let _ = self.input.set(py, dict.clone().unbind());
-        Ok(dict)
+        let dict = self.input.get_or_try_init(py, || {
+            // The GIL serializes this initialisation, so the lock is never contended.
+            let mut raw = self
+                .raw_input
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let dict = json::object_to_py(py, raw.as_ref().unwrap_or(&JsonObject::new()))?;
+            *raw = None;
+            Ok::<_, PyErr>(dict.unbind())
+        })?;
+        Ok(dict.bind(py).clone())
     }
     /// Output stored by earlier `IN_PROGRESS` updates of this task.
     #[getter]

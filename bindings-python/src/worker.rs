@@ -140,7 +140,7 @@ impl PyWorker {
                 d.saturating_duration_since(Instant::now())
                     .min(SIGNAL_SLICE)
             });
-            match py.detach(|| worker.next_tasks_blocking(max, Some(slice), cancel)) {
+            match py.detach(|| worker.take_blocking(max, Some(slice), cancel)) {
                 Ok(tasks) if !tasks.is_empty() => {
                     return Ok(Some(tasks.into_iter().map(PyTask::new).collect()));
                 }
@@ -162,7 +162,10 @@ impl PyWorker {
     #[pyo3(signature = (max=1))]
     fn ready_tasks(&self, max: usize) -> PyResult<Option<Vec<PyTask>>> {
         fork_check(&self.inner, "Worker")?;
-        match self.inner.try_next_tasks(max) {
+        match self
+            .inner
+            .take_blocking(max, Some(Duration::ZERO), &self.cancel)
+        {
             Ok(tasks) => Ok(Some(tasks.into_iter().map(PyTask::new).collect())),
             Err(Error::NotRunning(_)) => Ok(None),
             Err(e) => Err(errors::to_py(e)),
@@ -194,9 +197,7 @@ impl PyWorker {
         let (worker, cancel) = ((*self.inner).clone(), self.cancel.clone());
         let mailbox = Arc::clone(&self.mailbox);
         self.handle.spawn(async move {
-            let result = worker
-                .next_tasks_cancellable(max.max(1), None, Some(&cancel))
-                .await;
+            let result = worker.take(max.max(1), None, Some(&cancel)).await;
             let mut mailbox = lock(&mailbox);
             mailbox.answered += max;
             match result {
@@ -261,7 +262,16 @@ impl PyWorker {
             logs.unwrap_or_default(),
         )
         .map_err(errors::to_py)?;
-        self.inner.complete(result).map_err(errors::to_py)
+        let claim = task.get().take_claim().ok_or_else(|| {
+            errors::to_py(Error::UnknownTask {
+                worker: self.inner.task_type().to_owned(),
+                task_id: task.get().task.task_id.clone(),
+            })
+        })?;
+        let claim = claim
+            .into_inner()
+            .map_err(|pid| errors::internal(format!("this task was claimed in process {pid}")))?;
+        claim.complete(result).map_err(errors::to_py)
     }
 
     /// Sends a line to a running task's execution log now.

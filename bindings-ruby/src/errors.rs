@@ -1,9 +1,13 @@
 //! Core errors as Ruby exceptions of the `ConductorWorker::Error` family (defined in
-//! `lib/conductor_worker/errors.rb`), with the fields a caller may branch on as attributes.
+//! `lib/conductor_worker/errors.rb`): the class is the one named by the error's kind (one per
+//! kind of `conductor_worker::ERROR_KINDS`, which the tests check), and the error's fields
+//! (`setting`, `server`, `status`, ..., `retryable`) are its attributes.
 
 use conductor_worker::Error as CoreError;
 use magnus::value::ReprValue;
-use magnus::{Error, ExceptionClass, IntoValue, RModule, Ruby, prelude::*};
+use magnus::{Error, ExceptionClass, RArray, RModule, Ruby, prelude::*};
+
+use crate::json;
 
 fn class(ruby: &Ruby, name: &str) -> ExceptionClass {
     ruby.class_object()
@@ -18,8 +22,7 @@ fn raise(
     message: String,
     attrs: Vec<(&str, magnus::Value)>,
 ) -> Error {
-    let class = class(ruby, class_name);
-    let exception = match class.new_instance((message.clone(),)) {
+    let exception = match class(ruby, class_name).new_instance((message,)) {
         Ok(e) => e,
         Err(e) => return e,
     };
@@ -31,83 +34,26 @@ fn raise(
     Error::from(exception)
 }
 
-/// A core error as the matching `ConductorWorker::*Error`.
+/// A core error as the `ConductorWorker::<kind>` exception, its fields as attributes.
 pub(crate) fn to_ruby(error: CoreError) -> Error {
     let Ok(ruby) = Ruby::get() else {
         return off_ruby_thread(error.to_string());
     };
-    let ruby = &ruby;
-    let message = error.to_string();
-    match &error {
-        CoreError::Config { setting, value, .. } => raise(
-            ruby,
-            "ConfigError",
-            message,
-            vec![
-                ("setting", setting.as_str().into_value_with(ruby)),
-                ("value", value.as_str().into_value_with(ruby)),
-            ],
-        ),
-        CoreError::Transport {
-            server, timed_out, ..
-        } => raise(
-            ruby,
-            "TransportError",
-            message,
-            vec![
-                ("server", server.as_str().into_value_with(ruby)),
-                ("timed_out", timed_out.into_value_with(ruby)),
-            ],
-        ),
-        CoreError::Status {
-            server,
-            status,
-            endpoint,
-            ..
-        } => raise(
-            ruby,
-            "StatusError",
-            message,
-            vec![
-                ("server", server.as_str().into_value_with(ruby)),
-                ("status", status.into_value_with(ruby)),
-                ("endpoint", endpoint.into_value_with(ruby)),
-            ],
-        ),
-        CoreError::Decode { server, .. } => raise(
-            ruby,
-            "DecodeError",
-            message,
-            vec![("server", server.as_str().into_value_with(ruby))],
-        ),
-        CoreError::Auth { server, .. } => raise(
-            ruby,
-            "AuthError",
-            message,
-            vec![("server", server.as_str().into_value_with(ruby))],
-        ),
-        CoreError::UnknownTask { task_id, .. } => raise(
-            ruby,
-            "UnknownTaskError",
-            message,
-            vec![("task_id", task_id.as_str().into_value_with(ruby))],
-        ),
-        CoreError::UnknownWorker(_) => raise(ruby, "UnknownWorkerError", message, vec![]),
-        CoreError::NotRunning(_) => raise(ruby, "NotRunningError", message, vec![]),
-        CoreError::Journal { path, .. } => raise(
-            ruby,
-            "JournalError",
-            message,
-            vec![("path", path.as_str().into_value_with(ruby))],
-        ),
-        CoreError::Metrics { port, .. } => raise(
-            ruby,
-            "MetricsError",
-            message,
-            vec![("port", port.into_value_with(ruby))],
-        ),
-        _ => raise(ruby, "Error", message, vec![]),
+    let attrs = error
+        .fields()
+        .into_iter()
+        .map(|(name, value)| (name, json::field_to_ruby(&ruby, value)))
+        .collect();
+    raise(&ruby, error.kind(), error.to_string(), attrs)
+}
+
+/// The kinds of core errors with their fields, for the tests to check the classes against.
+pub(crate) fn error_kinds(ruby: &Ruby) -> Result<RArray, Error> {
+    let kinds = ruby.ary_new();
+    for (kind, fields) in conductor_worker::ERROR_KINDS {
+        kinds.push((*kind, fields.to_vec()))?;
     }
+    Ok(kinds)
 }
 
 /// A bug or an impossible state: `ConductorWorker::Error`.

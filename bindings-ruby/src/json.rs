@@ -2,6 +2,7 @@
 //! the GVL held (no Ruby `JSON` round trip, no Ruby object ever reaches a tokio thread).
 
 use conductor_worker::api::JsonObject;
+use conductor_worker::telemetry::EventField;
 use magnus::r_hash::ForEach;
 use magnus::value::ReprValue;
 use magnus::{Error, Float, Integer, IntoValue, RArray, RHash, RString, Ruby, Symbol, Value};
@@ -201,4 +202,14 @@ fn hash_key(ruby: &Ruby, key: Value, path: &str) -> Result<String, Error> {
             class_name(key)
         ),
     ))
+}
+
+/// A field of an event or an error as a Ruby value.
+pub(crate) fn field_to_ruby(ruby: &Ruby, field: EventField) -> Value {
+    match field {
+        EventField::Str(s) => s.into_value_with(ruby),
+        EventField::Int(i) => i.into_value_with(ruby),
+        EventField::Float(f) => f.into_value_with(ruby),
+        EventField::Bool(b) => b.into_value_with(ruby),
+    }
 }

@@ -27,6 +27,12 @@ fn init(ruby: &Ruby) -> Result<(), Error> {
     let module = ruby.define_module("ConductorWorker")?;
     let native = module.define_module("Native")?;
     native.define_singleton_method("core_version", function!(core_version, 0))?;
+    native.define_singleton_method("option_tables", function!(runtime::option_tables, 0))?;
+    native.define_singleton_method("error_kinds", function!(errors::error_kinds, 0))?;
+    native.define_singleton_method(
+        "check_worker_options",
+        function!(runtime::check_worker_options, 2),
+    )?;
     logging::define(native)?;
     task::define(ruby, module)?;
     worker::define(ruby, native)?;

@@ -1,17 +1,12 @@
 //! The core's log records (`telemetry::host_log`) for a Ruby `Logger`: Ruby's log thread
 //! pulls them in batches with the GVL released.
 
-use std::time::Duration;
-
 use conductor_worker::Cancel;
 use conductor_worker::telemetry::host_log;
 use magnus::{Error, RArray, Ruby};
 use tracing::Level;
 
 use crate::gvl;
-
-/// How often a wait for records looks at its interrupt flag.
-const SLICE: Duration = Duration::from_millis(100);
 
 /// Collects the core's records at `level` (`"trace"`, `"debug"`, `"info"`, `"warn"`,
 /// `"error"`) and above; `"off"` collects none.
@@ -35,19 +30,13 @@ fn collect_logs(ruby: &Ruby, level: String) -> Result<(), Error> {
 }
 
 /// Up to `max` records as `[level, target, message, unix_seconds]`, waiting up to `timeout`
-/// seconds for the first. `[]` when none came or the wait was interrupted.
+/// seconds for the first with the GVL released. `[]` when none came or the wait was
+/// interrupted.
 fn next_log_records(ruby: &Ruby, max: usize, timeout: f64) -> Result<RArray, Error> {
     let wait = gvl::seconds(ruby, "timeout", timeout)?;
     let interrupted = Cancel::new();
     let records = gvl::without_gvl(&interrupted, || {
-        let until = std::time::Instant::now() + wait;
-        loop {
-            let left = until.saturating_duration_since(std::time::Instant::now());
-            let batch = host_log::next_batch(max, left.min(SLICE));
-            if !batch.is_empty() || left <= SLICE || interrupted.is_cancelled() {
-                return batch;
-            }
-        }
+        host_log::next_batch(max, wait, &interrupted)
     })?
     .unwrap_or_default();
     let array = ruby.ary_new_capa(records.len());

@@ -1,17 +1,16 @@
 //! `ConductorWorker::Native::Runtime`: servers, workers, their lifecycle, health, metrics and
 //! events. Lives in the main Ractor; its workers can be shared with others.
 
-use std::sync::mpsc::{Receiver, RecvTimeoutError, sync_channel};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
-use conductor_worker::config::{JournalConfig, ProcessEnv};
+use conductor_worker::api::JsonObject;
+use conductor_worker::config::ProcessEnv;
 use conductor_worker::host::ProcessBound;
 use conductor_worker::runtime::StopReport;
-use conductor_worker::telemetry::EventField;
-use conductor_worker::{Cancel, Credentials, RuntimeOptions, ServerConfig, TaskDef, WorkerOptions};
+use conductor_worker::telemetry::EventQueue;
+use conductor_worker::{Cancel, RuntimeOptions, TaskDef, WorkerOptions};
 use magnus::value::ReprValue;
-use magnus::{Error, IntoValue, RArray, RHash, Ruby, Value, prelude::*};
+use magnus::{Error, RArray, RHash, Ruby, Value, prelude::*};
 use tokio::runtime::Handle;
 
 use crate::errors;
@@ -19,77 +18,51 @@ use crate::gvl::{self, fork_check};
 use crate::json;
 use crate::worker::{RbWorker, health_hash};
 
-type EventRecord = (&'static str, Vec<(&'static str, EventField)>);
-/// Events not yet taken by Ruby; beyond this the oldest are not kept (the core counts them).
-const EVENT_QUEUE: usize = 65_536;
-/// How often a wait for events looks at its interrupt flag.
-const EVENT_SLICE: Duration = Duration::from_millis(100);
-
 #[magnus::wrap(class = "ConductorWorker::Native::Runtime", free_immediately, size)]
 pub(crate) struct RbRuntime {
     inner: ProcessBound<conductor_worker::Runtime>,
     handle: Handle,
-    events: Mutex<Option<Arc<Mutex<Receiver<EventRecord>>>>>,
+    events: Mutex<Option<Arc<EventQueue>>>,
 }
-
-type ServerSpec = (String, Option<String>, Option<String>);
 
 fn arg_error(ruby: &Ruby, message: String) -> Error {
     Error::new(ruby.exception_arg_error(), message)
 }
 
+/// Options given as a Hash of names to values, as JSON for the core (nil: none given).
+fn given_options(ruby: &Ruby, options: Value, what: &str) -> Result<JsonObject, Error> {
+    if options.is_nil() {
+        return Ok(JsonObject::new());
+    }
+    json::object_from_ruby(ruby, options, what)
+}
+
+/// Checks worker options as `add_worker` would (without the environment): raises
+/// `ConfigError` naming the first bad or unknown one.
+pub(crate) fn check_worker_options(
+    ruby: &Ruby,
+    task_type: String,
+    options: Value,
+) -> Result<(), Error> {
+    let given = given_options(ruby, options, "worker options")?;
+    WorkerOptions::from_host(task_type, &given)
+        .map(drop)
+        .map_err(errors::to_ruby)
+}
+
+/// Every option of the runtime and of a worker, as the core declares them:
+/// `{"runtime" => [...], "worker" => [...]}`.
+pub(crate) fn option_tables(ruby: &Ruby) -> Value {
+    json::to_ruby(ruby, &conductor_worker::host::option_tables(), false)
+}
+
 impl RbRuntime {
-    /// Options given as nil come from the environment (`CONDUCTOR_SERVER_URL`, ...).
-    // One positional argument per option of `ConductorWorker::Runner.new`, as Ruby passes them.
-    #[allow(clippy::too_many_arguments)]
-    fn new(
-        ruby: &Ruby,
-        servers: Option<Vec<ServerSpec>>,
-        journal: Option<String>,
-        metrics_port: Option<u16>,
-        request_timeout: Option<f64>,
-        breaker_failures: Option<u32>,
-        breaker_reset: Option<f64>,
-        external_payload_threshold_kb: Option<u64>,
-    ) -> Result<Self, Error> {
+    /// `options`: the runtime options by name (`RuntimeOptions::options` in the core); those
+    /// not given come from the environment (`CONDUCTOR_SERVER_URL`, ...).
+    fn new(ruby: &Ruby, options: Value) -> Result<Self, Error> {
         let handle = gvl::handle()?;
-        let mut options = RuntimeOptions::from_env(&ProcessEnv).map_err(errors::to_ruby)?;
-        if let Some(servers) = servers {
-            options.servers = servers
-                .into_iter()
-                .map(|(url, key, secret)| {
-                    let server = ServerConfig::new(&url).map_err(errors::to_ruby)?;
-                    match (key, secret) {
-                        (Some(k), Some(s)) => Ok(server.with_credentials(Credentials::new(k, s))),
-                        (None, None) => Ok(server),
-                        _ => Err(arg_error(
-                            ruby,
-                            format!("server {url}: give both key_id and key_secret, or neither"),
-                        )),
-                    }
-                })
-                .collect::<Result<_, Error>>()?;
-        }
-        if let Some(journal) = journal {
-            options.journal = JournalConfig::parse(&journal);
-        }
-        if metrics_port.is_some() {
-            options.metrics_port = metrics_port;
-        }
-        if let Some(t) = request_timeout {
-            options.request_timeout = gvl::seconds(ruby, "request_timeout", t)?;
-        }
-        if let Some(n) = breaker_failures {
-            options.breaker_failure_threshold = n.max(1);
-        }
-        if let Some(t) = breaker_reset {
-            options.breaker_reset = gvl::seconds(ruby, "breaker_reset", t)?;
-        }
-        if let Some(kb) = external_payload_threshold_kb {
-            options
-                .set_external_payload_threshold_kb(kb)
-                .map_err(errors::to_ruby)?;
-        }
+        let given = given_options(ruby, options, "runtime options")?;
+        let options = RuntimeOptions::from_host(&given, &ProcessEnv).map_err(errors::to_ruby)?;
         // Runtime::with_handle spawns nothing, but the HTTP clients it builds need the
         // runtime's context.
         let _guard = handle.enter();
@@ -102,42 +75,17 @@ impl RbRuntime {
         })
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// `options`: the worker options by name (`WorkerOptions::options` in the core); the
+    /// environment overrides them.
     fn add_worker(
         ruby: &Ruby,
         rb_self: &Self,
         task_type: String,
-        concurrency: Option<usize>,
-        poll_interval: Option<f64>,
-        poll_timeout: Option<f64>,
-        domain: Option<String>,
-        worker_id: Option<String>,
-        lease_extend: Option<bool>,
-        paused: Option<bool>,
-        register: Value,
+        options: Value,
     ) -> Result<RbWorker, Error> {
         fork_check(&rb_self.inner, "Runtime")?;
-        let mut options = WorkerOptions::new(task_type);
-        if let Some(n) = concurrency {
-            options.concurrency = n;
-        }
-        if let Some(t) = poll_interval {
-            options.poll_interval = gvl::seconds(ruby, "poll_interval", t)?;
-        }
-        if let Some(t) = poll_timeout {
-            options.poll_timeout = gvl::seconds(ruby, "poll_timeout", t)?;
-        }
-        options.domain = domain.filter(|d| !d.is_empty());
-        if let Some(id) = worker_id {
-            options.worker_id = id;
-        }
-        if let Some(on) = lease_extend {
-            options.lease_extend = on;
-        }
-        if let Some(p) = paused {
-            options.paused = p;
-        }
-        options.task_def = task_def(ruby, &options.task_type, register)?;
+        let given = given_options(ruby, options, "worker options")?;
+        let options = WorkerOptions::from_host(task_type, &given).map_err(errors::to_ruby)?;
         let _guard = rb_self.handle.enter();
         let worker = rb_self.inner.add_worker(options).map_err(errors::to_ruby)?;
         Ok(RbWorker::new(worker, rb_self.handle.clone()))
@@ -239,11 +187,7 @@ impl RbRuntime {
         fork_check(&self.inner, "Runtime")?;
         let mut events = self.events.lock().unwrap_or_else(|p| p.into_inner());
         if events.is_none() {
-            let (tx, rx) = sync_channel::<EventRecord>(EVENT_QUEUE);
-            self.inner.add_listener(move |event| {
-                let _ = tx.try_send((event.kind(), event.fields()));
-            });
-            *events = Some(Arc::new(Mutex::new(rx)));
+            *events = Some(self.inner.event_queue());
         }
         Ok(())
     }
@@ -252,7 +196,7 @@ impl RbRuntime {
     /// the first with the GVL released. `[]` when none came (or the wait was interrupted).
     fn next_events(ruby: &Ruby, rb_self: &Self, max: usize, timeout: f64) -> Result<RArray, Error> {
         let wait = gvl::seconds(ruby, "timeout", timeout)?;
-        let Some(rx) = rb_self
+        let Some(queue) = rb_self
             .events
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -261,58 +205,18 @@ impl RbRuntime {
             return Err(errors::internal("call listen before next_events"));
         };
         let interrupted = Cancel::new();
-        let batch = gvl::without_gvl(&interrupted, || {
-            let rx = rx.lock().unwrap_or_else(|p| p.into_inner());
-            let until = Instant::now() + wait;
-            let mut batch = Vec::new();
-            while batch.is_empty() && !interrupted.is_cancelled() {
-                let left = until.saturating_duration_since(Instant::now());
-                match rx.recv_timeout(left.min(EVENT_SLICE)) {
-                    Ok(e) => batch.push(e),
-                    Err(RecvTimeoutError::Timeout) if left > EVENT_SLICE => {}
-                    Err(_) => break,
-                }
-            }
-            while batch.len() < max {
-                match rx.try_recv() {
-                    Ok(e) => batch.push(e),
-                    Err(_) => break,
-                }
-            }
-            batch
-        })?
-        .unwrap_or_default();
+        let batch = gvl::without_gvl(&interrupted, || queue.next_batch(max, wait, &interrupted))?
+            .unwrap_or_default();
         let array = ruby.ary_new_capa(batch.len());
         for (kind, fields) in batch {
             let hash = ruby.hash_new();
             for (name, value) in fields {
-                let value = match value {
-                    EventField::Str(s) => s.into_value_with(ruby),
-                    EventField::Int(i) => i.into_value_with(ruby),
-                    EventField::Float(f) => f.into_value_with(ruby),
-                    EventField::Bool(b) => b.into_value_with(ruby),
-                };
-                hash.aset(ruby.to_symbol(name), value)?;
+                hash.aset(ruby.to_symbol(name), json::field_to_ruby(ruby, value))?;
             }
             array.push((ruby.to_symbol(kind), hash))?;
         }
         Ok(array)
     }
-}
-
-/// The task definition asked for by a worker's `register:` option: nil/false for none, true
-/// for the defaults, a Hash of server field names laid over the defaults.
-fn task_def(ruby: &Ruby, task_type: &str, register: Value) -> Result<Option<TaskDef>, Error> {
-    if register.is_nil() || register.is_kind_of(ruby.class_false_class()) {
-        return Ok(None);
-    }
-    if register.is_kind_of(ruby.class_true_class()) {
-        return Ok(Some(TaskDef::new(task_type)));
-    }
-    let fields = json::object_from_ruby(ruby, register, "register")?;
-    TaskDef::with_fields(task_type, fields)
-        .map(Some)
-        .map_err(errors::to_ruby)
 }
 
 fn report_hash(ruby: &Ruby, report: &StopReport) -> Result<RHash, Error> {
@@ -330,8 +234,8 @@ pub(crate) fn define(ruby: &Ruby, native: magnus::RModule) -> Result<(), Error> 
     use magnus::{Module, function, method};
     let class = native.define_class("Runtime", ruby.class_object())?;
     class.undef_default_alloc_func();
-    class.define_singleton_method("new", function!(RbRuntime::new, 7))?;
-    class.define_method("add_worker", method!(RbRuntime::add_worker, 9))?;
+    class.define_singleton_method("new", function!(RbRuntime::new, 1))?;
+    class.define_method("add_worker", method!(RbRuntime::add_worker, 2))?;
     class.define_method("start", method!(RbRuntime::start, 0))?;
     class.define_method("stop", method!(RbRuntime::stop, 1))?;
     class.define_method("kill", method!(RbRuntime::kill, 0))?;

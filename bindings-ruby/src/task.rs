@@ -1,11 +1,13 @@
-//! `ConductorWorker::Task`: a polled task as Ruby sees it, and the guarantee that it is never
-//! silently lost: a task object garbage-collected without a result (its thread was killed
-//! between taking it and running it) fails the task, so the server hands it out again.
+//! `ConductorWorker::Task`: a polled task as Ruby sees it, with the core's claim on it. A
+//! task object garbage-collected without a result (its thread was killed between taking it
+//! and running it) drops its claim, which abandons the task in the core: its lease is no
+//! longer extended, and the server hands it out again after its response timeout.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 
+use conductor_worker::api::JsonObject;
 use conductor_worker::host::ProcessBound;
-use conductor_worker::{ClaimedTask, TaskResult, WorkerState};
+use conductor_worker::{Claim, ClaimedTask};
 use magnus::{Error, RHash, Ruby};
 use tokio::runtime::Handle;
 
@@ -15,31 +17,15 @@ use crate::json;
 
 #[magnus::wrap(class = "ConductorWorker::Task", free_immediately, size)]
 pub(crate) struct RbTask {
+    /// The task without its input, which lives in `raw_input` until Ruby takes it.
     pub(crate) task: conductor_worker::Task,
+    /// The input as the core parsed it, given up when Ruby takes it (`native_take_input`),
+    /// so that a large input is held once, as Ruby objects, while the handler runs.
+    raw_input: Mutex<Option<JsonObject>>,
+    /// Taken by `Worker#complete`; leaked, not dropped, in a forked child.
+    claim: Mutex<Option<ProcessBound<Claim>>>,
     worker: ProcessBound<conductor_worker::Worker>,
     handle: Handle,
-    /// A result was handed to the core (or the core refused one).
-    done: AtomicBool,
-}
-
-impl Drop for RbTask {
-    fn drop(&mut self) {
-        let Ok(worker) = self.worker.check() else {
-            // A forked child must not touch the parent's runtime objects.
-            return;
-        };
-        // After `kill` the runtime takes no more results: the server hands the task out again
-        // after its response timeout, and there is nothing to say.
-        if !self.done.load(Ordering::Acquire) && worker.state() != WorkerState::Stopped {
-            let _guard = self.handle.enter();
-            let _ = worker.complete(TaskResult::failed(
-                &self.task.task_id,
-                &self.task.workflow_instance_id,
-                "the task was dropped by the Ruby process without a result \
-                 (its thread was killed before running it)",
-            ));
-        }
-    }
 }
 
 impl RbTask {
@@ -48,17 +34,25 @@ impl RbTask {
         worker: &conductor_worker::Worker,
         handle: &Handle,
     ) -> Self {
+        let ClaimedTask {
+            mut task, claim, ..
+        } = claimed;
+        let raw_input = std::mem::take(&mut task.input_data);
         Self {
-            task: claimed.task,
+            task,
+            raw_input: Mutex::new(Some(raw_input)),
+            claim: Mutex::new(Some(ProcessBound::new(claim))),
             worker: ProcessBound::new(worker.clone()),
             handle: handle.clone(),
-            done: AtomicBool::new(false),
         }
     }
 
-    /// Marks the result as handed over; false if it already was.
-    pub(crate) fn mark_done(&self) -> bool {
-        !self.done.swap(true, Ordering::AcqRel)
+    /// The claim, the first time (`None` once the task was completed).
+    pub(crate) fn take_claim(&self) -> Option<ProcessBound<Claim>> {
+        self.claim
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take()
     }
 
     pub(crate) fn task_id(&self) -> String {
@@ -110,9 +104,15 @@ impl RbTask {
         self.task.worker_id.clone()
     }
 
-    /// The task's input as a new Hash (String keys, or Symbols with `symbolize_keys`).
-    fn input_data(ruby: &Ruby, rb_self: &Self, symbolize_keys: bool) -> RHash {
-        json::object_to_ruby(ruby, &rb_self.task.input_data, symbolize_keys)
+    /// The task's input as a Hash (String keys, or Symbols with `symbolize_keys`), the first
+    /// time; nil after that (the Ruby layer keeps what it took).
+    fn take_input(ruby: &Ruby, rb_self: &Self, symbolize_keys: bool) -> Option<RHash> {
+        let raw = rb_self
+            .raw_input
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take()?;
+        Some(json::object_to_ruby(ruby, &raw, symbolize_keys))
     }
 
     /// Output stored by earlier `IN_PROGRESS` updates of this task.
@@ -174,7 +174,7 @@ pub(crate) fn define(ruby: &Ruby, module: magnus::RModule) -> Result<(), Error> 
     class.define_method("scheduled_time", method!(RbTask::scheduled_time, 0))?;
     class.define_method("start_time", method!(RbTask::start_time, 0))?;
     class.define_method("worker_id", method!(RbTask::worker_id, 0))?;
-    class.define_method("native_input_data", method!(RbTask::input_data, 1))?;
+    class.define_method("native_take_input", method!(RbTask::take_input, 1))?;
     class.define_method("output_data", method!(RbTask::output_data, 0))?;
     class.define_method("log", method!(RbTask::log, 1))?;
     class.define_method("inspect", method!(RbTask::inspect, 0))?;

@@ -89,7 +89,7 @@ impl RbWorker {
         let waited = gvl::without_gvl(&interrupted, || {
             rb_self.handle.block_on(async {
                 tokio::select! {
-                    tasks = worker.next_tasks_cancellable(max.max(1), wait, Some(stop)) => tasks,
+                    tasks = worker.take(max.max(1), wait, Some(stop)) => tasks,
                     _ = interrupted.cancelled() => Ok(Vec::new()),
                 }
             })
@@ -110,7 +110,10 @@ impl RbWorker {
         if rb_self.interrupt.is_cancelled() {
             return Ok(None);
         }
-        match rb_self.inner.try_next_tasks(max) {
+        match rb_self
+            .inner
+            .take_blocking(max, Some(Duration::ZERO), &rb_self.interrupt)
+        {
             Ok(tasks) => Ok(Some(rb_self.tasks(ruby, tasks))),
             Err(CoreError::NotRunning(_)) => Ok(None),
             Err(e) => Err(errors::to_ruby(e)),
@@ -145,14 +148,17 @@ impl RbWorker {
             logs.unwrap_or_default(),
         )
         .map_err(errors::to_ruby)?;
-        if !task.mark_done() {
-            return Err(errors::to_ruby(CoreError::UnknownTask {
+        let claim = task.take_claim().ok_or_else(|| {
+            errors::to_ruby(CoreError::UnknownTask {
                 worker: rb_self.inner.task_type().to_owned(),
                 task_id: task.task.task_id.clone(),
-            }));
-        }
+            })
+        })?;
+        let claim = claim
+            .into_inner()
+            .map_err(|pid| errors::internal(format!("this task was claimed in process {pid}")))?;
         let _guard = rb_self.handle.enter();
-        rb_self.inner.complete(result).map_err(errors::to_ruby)
+        claim.complete(result).map_err(errors::to_ruby)
     }
 
     fn pause(&self) {

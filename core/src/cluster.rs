@@ -204,7 +204,7 @@ impl Cluster {
         // With one server there is nothing to route around: its breaker never opens, and the
         // poll error backoff alone paces retries (an open breaker would only delay recovery).
         let threshold = if options.servers.len() > 1 {
-            options.breaker_failure_threshold
+            options.breaker_failures
         } else {
             u32::MAX
         };

@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+use crate::telemetry::EventField as Field;
+
 /// Everything that can go wrong in this crate.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -71,9 +73,6 @@ pub enum Error {
         /// The task id.
         task_id: String,
     },
-    /// A worker name the runtime does not know.
-    #[error("no worker for task type {0:?} is registered")]
-    UnknownWorker(String),
     /// The runtime is not running (not started yet, or stopped).
     #[error("the worker runtime is {0}")]
     NotRunning(&'static str),
@@ -120,5 +119,144 @@ impl Error {
     }
 }
 
+/// Every kind of [`Error`] with the names of the fields [`Error::fields`] gives it (besides
+/// `retryable`, which every kind has): what each host's exception class must carry. The
+/// bindings' tests check their classes against this list.
+pub const ERROR_KINDS: &[(&str, &[&str])] = &[
+    ("ConfigError", &["setting", "value"]),
+    ("TransportError", &["server", "timed_out"]),
+    ("StatusError", &["server", "endpoint", "status"]),
+    ("DecodeError", &["server", "endpoint"]),
+    ("AuthError", &["server", "retry_in"]),
+    ("UnknownTaskError", &["task_type", "task_id"]),
+    ("NotRunningError", &["state"]),
+    ("JournalError", &["path"]),
+    ("MetricsError", &["port"]),
+];
+
+impl Error {
+    /// The kind of this error, which is the name of its exception class in every host:
+    /// `conductor_worker.errors.<kind>` in Python, `ConductorWorker::<kind>` in Ruby.
+    ///
+    /// ```
+    /// let error = conductor_worker::Error::NotRunning("stopped");
+    /// assert_eq!(error.kind(), "NotRunningError");
+    /// assert_eq!(error.fields()[0].0, "state");
+    /// ```
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Config { .. } => "ConfigError",
+            Self::Transport { .. } => "TransportError",
+            Self::Status { .. } => "StatusError",
+            Self::Decode { .. } => "DecodeError",
+            Self::Auth { .. } => "AuthError",
+            Self::UnknownTask { .. } => "UnknownTaskError",
+            Self::NotRunning(_) => "NotRunningError",
+            Self::Journal { .. } => "JournalError",
+            Self::Metrics { .. } => "MetricsError",
+        }
+    }
+
+    /// The fields a host sets as attributes of the exception, named as in [`ERROR_KINDS`],
+    /// then `retryable` ([`Error::is_retryable`]).
+    pub fn fields(&self) -> Vec<(&'static str, Field)> {
+        let text = |s: &str| Field::Str(s.to_owned());
+        let mut fields = match self {
+            Self::Config { setting, value, .. } => {
+                vec![("setting", text(setting)), ("value", text(value))]
+            }
+            Self::Transport {
+                server, timed_out, ..
+            } => vec![
+                ("server", text(server)),
+                ("timed_out", Field::Bool(*timed_out)),
+            ],
+            Self::Status {
+                server,
+                endpoint,
+                status,
+                ..
+            } => vec![
+                ("server", text(server)),
+                ("endpoint", text(endpoint)),
+                ("status", Field::Int(u64::from(*status))),
+            ],
+            Self::Decode {
+                server, endpoint, ..
+            } => vec![("server", text(server)), ("endpoint", text(endpoint))],
+            Self::Auth {
+                server, retry_in, ..
+            } => vec![
+                ("server", text(server)),
+                ("retry_in", Field::Float(retry_in.as_secs_f64())),
+            ],
+            Self::UnknownTask { worker, task_id } => {
+                vec![("task_type", text(worker)), ("task_id", text(task_id))]
+            }
+            Self::NotRunning(state) => vec![("state", text(state))],
+            Self::Journal { path, .. } => vec![("path", text(path))],
+            Self::Metrics { port, .. } => vec![("port", Field::Int(u64::from(*port)))],
+        };
+        fields.push(("retryable", Field::Bool(self.is_retryable())));
+        fields
+    }
+}
+
 /// Result alias for this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One error of every kind: `kind` and `fields` must match [`ERROR_KINDS`], which the
+    /// bindings check their exception classes against.
+    #[test]
+    fn every_kind_is_listed_with_its_fields() {
+        let s = String::new;
+        let errors = [
+            Error::config("a", "b", "c"),
+            Error::Transport {
+                server: s(),
+                message: s(),
+                timed_out: true,
+            },
+            Error::Status {
+                server: s(),
+                endpoint: "poll",
+                status: 500,
+                body: s(),
+            },
+            Error::Decode {
+                server: s(),
+                endpoint: "poll",
+                message: s(),
+            },
+            Error::Auth {
+                server: s(),
+                message: s(),
+                retry_in: Duration::from_secs(1),
+            },
+            Error::UnknownTask {
+                worker: s(),
+                task_id: s(),
+            },
+            Error::NotRunning("stopped"),
+            Error::Journal {
+                path: s(),
+                message: s(),
+            },
+            Error::Metrics {
+                port: 1,
+                message: s(),
+            },
+        ];
+        assert_eq!(errors.len(), ERROR_KINDS.len());
+        for (error, (kind, names)) in errors.iter().zip(ERROR_KINDS) {
+            assert_eq!(error.kind(), *kind);
+            let fields: Vec<_> = error.fields().into_iter().map(|(n, _)| n).collect();
+            assert_eq!(fields[..fields.len() - 1], **names, "{kind}");
+            assert_eq!(fields.last(), Some(&"retryable"));
+        }
+    }
+}

@@ -4,10 +4,10 @@
 //! or several Conductor servers for tasks, hands them to executors, and delivers every result
 //! to the server the task came from, retrying until the server has it.
 //!
-//! Executors *pull* tasks ([`Worker::next_task`]) and hand results back
-//! ([`Worker::complete`]); the runtime never calls user code from its own threads. The Rust
-//! API ([`Runtime::spawn_fn`]) is a thin loop over the same two calls, and so are the Python
-//! and Ruby bindings.
+//! Executors *pull* tasks ([`Worker::take`]) and hand each result back through the task's
+//! [`Claim`] (a claim dropped without a result abandons its task); the runtime never calls
+//! user code from its own threads. The Rust API ([`Runtime::spawn_fn`]) is a thin loop over
+//! the same two calls, and so are the Python and Ruby bindings.
 //!
 //! ```no_run
 //! use conductor_worker::{Runtime, RuntimeOptions, WorkerOptions, ServerConfig, TaskOutcome};
@@ -44,8 +44,8 @@ pub mod telemetry;
 pub use api::{Task, TaskDef, TaskResult, TaskStatus};
 pub use client::{Polled, ServerClient, ServerId, Undecodable, UpdateOutcome};
 pub use config::{Credentials, JournalConfig, RuntimeOptions, ServerConfig, WorkerOptions};
-pub use error::{Error, Result};
-pub use runner::{Cancel, ClaimedTask, TaskOutcome, Worker, WorkerHealth, WorkerState};
+pub use error::{ERROR_KINDS, Error, Result};
+pub use runner::{Cancel, Claim, ClaimedTask, TaskOutcome, Worker, WorkerHealth, WorkerState};
 pub use runtime::Runtime;
 
 /// The version of this crate.

@@ -20,10 +20,10 @@ use crate::error::{Error, Result};
 use crate::journal::Journal;
 use crate::runner::delivery::Deliveries;
 use crate::runner::poller::{NO_DEADLINE, PollLoop};
-use crate::runner::{TaskOutcome, Worker, WorkerHealth, WorkerState};
+use crate::runner::{ClaimedTask, TaskOutcome, Worker, WorkerHealth, WorkerState};
 use crate::telemetry::endpoint::{self, Exposition};
 use crate::telemetry::metrics::Registry;
-use crate::telemetry::{Event, EventBus, Listener};
+use crate::telemetry::{Event, EventBus, EventQueue, Listener};
 
 const CREATED: u8 = 0;
 const RUNNING: u8 = 1;
@@ -183,7 +183,7 @@ impl Runtime {
         &self.inner.servers
     }
 
-    /// Adds a worker whose executors pull tasks themselves ([`Worker::next_task`]).
+    /// Adds a worker whose executors pull tasks themselves ([`Worker::take`]).
     /// Environment overrides are applied to `options` first.
     pub fn add_worker(&self, mut options: WorkerOptions) -> Result<Worker> {
         options.apply_env(&crate::config::ProcessEnv)?;
@@ -261,6 +261,17 @@ impl Runtime {
     pub fn add_listener(&self, listener: impl Fn(&Event) + Send + Sync + 'static) {
         let listener: Listener = Arc::new(listener);
         self.inner.events.add_listener(listener);
+    }
+
+    /// A new queue of the runtime's events from now on, for a host language to pull in
+    /// batches (its listeners then run on a thread of its own, never on the core's).
+    pub fn event_queue(&self) -> Arc<EventQueue> {
+        let (queue, tx) = EventQueue::new();
+        // A full queue means the host does not keep up: lose events, never stall the core.
+        self.add_listener(move |event| {
+            let _ = tx.try_send((event.kind(), event.fields()));
+        });
+        queue
     }
 
     /// The Prometheus text exposition of the runtime's metrics.
@@ -342,7 +353,7 @@ impl Runtime {
         let defs: Vec<TaskDef> = self
             .workers()
             .iter()
-            .filter_map(|w| w.options().task_def.clone())
+            .filter_map(|w| w.options().register.clone())
             .collect();
         if !defs.is_empty() {
             self.register_task_defs(&defs).await?;
@@ -450,12 +461,14 @@ impl Runtime {
             let (worker, f) = (worker.clone(), Arc::clone(f));
             let task = self.inner.handle.spawn(async move {
                 loop {
-                    let claimed = match worker.next_task(None).await {
-                        Ok(Some(claimed)) => claimed,
-                        Ok(None) => continue,
+                    let claimed = match worker.take(1, None, None).await {
+                        Ok(mut claimed) => match claimed.pop() {
+                            Some(claimed) => claimed,
+                            None => continue,
+                        },
                         Err(_) => return,
                     };
-                    let task = claimed.task;
+                    let ClaimedTask { task, claim, .. } = claimed;
                     let (id, wf) = (task.task_id.clone(), task.workflow_instance_id.clone());
                     let span =
                         tracing::debug_span!("execute", task_type = %task.task_type, task_id = %id);
@@ -469,7 +482,7 @@ impl Runtime {
                             TaskResult::failed(&id, &wf, reason)
                         }
                     };
-                    if let Err(e) = worker.complete(result) {
+                    if let Err(e) = claim.complete(result) {
                         tracing::error!(error = %e, "cannot complete a task");
                     }
                 }

@@ -3,8 +3,9 @@
 
 use std::time::Duration;
 
-use conductor_worker::config::{MapEnv, ServerConfig};
+use conductor_worker::config::{HostType, MapEnv, ServerConfig};
 use conductor_worker::{Error, Runtime, RuntimeOptions, WorkerOptions};
+use serde_json::json;
 
 fn env(pairs: &[(&str, &str)]) -> MapEnv {
     MapEnv(
@@ -192,25 +193,176 @@ fn every_worker_property_with_an_invalid_value_is_named() {
     }
 }
 
+/// Options as a host gives them (a Python dict or Ruby Hash, as JSON): a bad value, a wrong
+/// type or an unknown name is an error naming the worker, the option and the value.
 #[test]
 fn options_set_in_code_are_named_too() {
-    for (options, needle) in [
-        (WorkerOptions::new("t").concurrency(0), "concurrency"),
+    for (given, needle, value) in [
         (
-            WorkerOptions::new("t").poll_timeout(Duration::from_secs(6)),
-            "poll_timeout",
+            json!({"concurrency": 0}),
+            "worker \"t\" option concurrency",
+            "0",
         ),
         (
-            WorkerOptions::new("t").poll_interval(Duration::from_secs(7200)),
-            "poll_interval",
+            json!({"concurrency": "4"}),
+            "worker \"t\" option concurrency",
+            "4",
         ),
-        (WorkerOptions::new("t").worker_id(""), "worker_id"),
-        (WorkerOptions::new(""), "task_type"),
-        (WorkerOptions::new("a/b"), "task_type"),
+        (
+            json!({"concurrency": 2.5}),
+            "worker \"t\" option concurrency",
+            "2.5",
+        ),
+        (
+            json!({"poll_timeout": 6}),
+            "worker \"t\" option poll_timeout",
+            "6000ms",
+        ),
+        (
+            json!({"poll_interval": 7200}),
+            "worker \"t\" option poll_interval",
+            "7200000ms",
+        ),
+        (
+            json!({"poll_interval": -1}),
+            "worker \"t\" option poll_interval",
+            "-1",
+        ),
+        (
+            json!({"worker_id": ""}),
+            "worker \"t\" option worker_id",
+            "",
+        ),
+        (
+            json!({"paused": "yes"}),
+            "worker \"t\" option paused",
+            "yes",
+        ),
+        (json!({"register": 3}), "worker \"t\" option register", "3"),
+        (
+            json!({"register": {"retryCount": "x"}}),
+            "task definition for \"t\"",
+            "retryCount",
+        ),
+        (
+            json!({"concurency": 4}),
+            "worker \"t\" option concurency",
+            "concurency",
+        ),
     ] {
-        let err = options.validate().unwrap_err().to_string();
-        assert!(err.contains(needle), "{err}");
+        let err = WorkerOptions::from_host("t", given.as_object().unwrap())
+            .expect_err(&format!("{given} was accepted"))
+            .to_string();
+        assert!(
+            err.contains(needle) && err.contains(value),
+            "{given}: {err}"
+        );
     }
+    for bad_type in ["", "a/b"] {
+        let err = WorkerOptions::from_host(bad_type, &Default::default()).unwrap_err();
+        assert!(err.to_string().contains("task_type"), "{err}");
+    }
+}
+
+/// What a host gives is what the worker gets; `null` means "not given".
+#[test]
+fn options_from_a_host_reach_every_field() {
+    let given = json!({
+        "concurrency": 7, "poll_interval": 0.25, "poll_timeout": 2, "domain": "blue",
+        "worker_id": "w-1", "lease_extend": false, "paused": true,
+        "register": {"retryCount": 5},
+    });
+    let o = WorkerOptions::from_host("t", given.as_object().unwrap()).unwrap();
+    assert_eq!(
+        (o.concurrency, o.domain.as_deref(), o.worker_id.as_str()),
+        (7, Some("blue"), "w-1")
+    );
+    assert_eq!(
+        (o.poll_interval, o.poll_timeout),
+        (Duration::from_millis(250), Duration::from_secs(2))
+    );
+    assert!(!o.lease_extend && o.paused);
+    assert_eq!(o.register.map(|d| d.retry_count), Some(5));
+
+    let nulls = json!({"concurrency": null, "domain": "", "register": true});
+    let o = WorkerOptions::from_host("t", nulls.as_object().unwrap()).unwrap();
+    assert_eq!((o.concurrency, o.domain), (1, None));
+    assert_eq!(o.register.map(|d| d.name), Some("t".to_owned()));
+
+    // Every option the table declares is settable from a host by its name.
+    for option in WorkerOptions::options() {
+        let value = match option.host_type {
+            HostType::Integer => json!(3),
+            HostType::Seconds => json!(0.5),
+            HostType::Flag => json!(option.default != "true"),
+            HostType::TaskDef => json!(true),
+            _ => json!("x"),
+        };
+        let given = json!({ option.name: value });
+        let set = WorkerOptions::from_host("t", given.as_object().unwrap()).unwrap();
+        assert_ne!(set, WorkerOptions::new("t"), "{} was not set", option.name);
+    }
+}
+
+/// Runtime options from a host: on top of the environment, each named when refused, and a
+/// server's secret never shown.
+#[test]
+fn runtime_options_from_a_host() {
+    let environment = env(&[
+        ("CONDUCTOR_SERVER_URL", "http://a:1/api"),
+        ("CONDUCTOR_WORKER_METRICS_PORT", "9100"),
+    ]);
+    let given = json!({
+        "servers": ["http://b:2/api", ["http://c:3/api", "key", "s3cr3t"]],
+        "request_timeout": 1.5, "breaker_failures": 5, "breaker_reset": 2,
+        "external_payload_threshold_kb": 64, "journal": "off",
+    });
+    let o = RuntimeOptions::from_host(given.as_object().unwrap(), &environment).unwrap();
+    let urls: Vec<_> = o.servers.iter().map(|s| s.url.as_str()).collect();
+    assert_eq!(urls, ["http://b:2/api", "http://c:3/api"]);
+    assert!(o.servers[1].credentials.is_some());
+    assert_eq!(
+        (
+            o.metrics_port,
+            o.breaker_failures,
+            o.external_payload_threshold_kb
+        ),
+        (Some(9100), 5, 64)
+    );
+    assert_eq!(
+        (o.request_timeout, o.breaker_reset),
+        (Duration::from_millis(1500), Duration::from_secs(2))
+    );
+
+    for (given, needle) in [
+        (json!({"metrics_port": 70000}), "70000"),
+        (json!({"breaker_failures": 0}), "breaker_failures"),
+        (
+            json!({"external_payload_threshold_kb": 0}),
+            "external_payload_threshold_kb",
+        ),
+        (json!({"request_timeout": "soon"}), "soon"),
+        (
+            json!({"servers": [["http://c:3/api", "key"]]}),
+            "key_secret",
+        ),
+        (json!({"servers": ["localhost:8080"]}), "localhost:8080"),
+        (json!({"metrics": 1}), "the options are"),
+    ] {
+        let err = RuntimeOptions::from_host(given.as_object().unwrap(), &environment)
+            .expect_err(&format!("{given} was accepted"))
+            .to_string();
+        assert!(
+            err.contains(needle) && !err.contains("s3cr3t"),
+            "{given}: {err}"
+        );
+    }
+    let leaky = json!({"servers": [["nope", "key", "s3cr3t"]]});
+    let err = RuntimeOptions::from_host(leaky.as_object().unwrap(), &environment).unwrap_err();
+    assert!(
+        !err.to_string().contains("s3cr3t"),
+        "a secret leaked: {err}"
+    );
 }
 
 /// A runtime refuses a worker with an invalid setting at `add_worker`, naming it, and keeps

@@ -46,7 +46,7 @@ fn options(server: &Server, auth: bool) -> conductor_worker::RuntimeOptions {
             .clone()
             .with_credentials(conductor_worker::Credentials::new("key", "secret"));
     }
-    options.set_external_payload_threshold_kb(64).unwrap();
+    options.external_payload_threshold_kb = 64;
     options
 }
 
@@ -456,8 +456,9 @@ async fn an_output_whose_upload_is_pending_at_kill_is_journalled_whole_and_deliv
         .unwrap();
     runtime.start().await.unwrap();
     let claimed = common::claim(&w, 2).await;
+    let ids: Vec<String> = claimed.iter().map(|c| c.task.task_id.clone()).collect();
     server.faults(json!({"fail_rate": {"external": 1.0}})).await;
-    common::complete_all(&w, &claimed, &big_output(8));
+    common::complete_all(claimed, &big_output(8));
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(runtime.kill().await.journalled_results, 2);
     let journalled = conductor_worker::journal::Journal::open(journal_file.clone())
@@ -478,8 +479,8 @@ async fn an_output_whose_upload_is_pending_at_kill_is_journalled_whole_and_deliv
     let stats = server.wait_completed(2, Duration::from_secs(20)).await;
     again.stop(Duration::from_secs(2)).await;
     assert_eq!(stats["external_writes"], 2, "{stats}");
-    for c in &claimed {
-        let output = stored_output(&server, &c.task.task_id).await;
+    for id in &ids {
+        let output = stored_output(&server, id).await;
         assert_eq!(checksum(&output["doc"]), checksum(&big_output(8)["doc"]));
     }
     std::fs::remove_dir_all(dir).ok();
@@ -503,8 +504,9 @@ async fn an_uploaded_output_whose_update_is_pending_at_kill_is_journalled_by_its
         .unwrap();
     runtime.start().await.unwrap();
     let claimed = common::claim(&w, 1).await;
+    let id = claimed[0].task.task_id.clone();
     server.faults(json!({"fail_rate": {"update": 1.0}})).await;
-    common::complete_all(&w, &claimed, &big_output(11));
+    common::complete_all(claimed, &big_output(11));
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert_eq!(runtime.kill().await.journalled_results, 1);
     let journalled = conductor_worker::journal::Journal::open(journal_file.clone())
@@ -523,7 +525,7 @@ async fn an_uploaded_output_whose_update_is_pending_at_kill_is_journalled_by_its
     let stats = server.wait_completed(1, Duration::from_secs(20)).await;
     again.stop(Duration::from_secs(2)).await;
     assert_eq!(stats["external_writes"], 1, "uploaded once: {stats}");
-    let output = stored_output(&server, &claimed[0].task.task_id).await;
+    let output = stored_output(&server, &id).await;
     assert_eq!(checksum(&output["doc"]), checksum(&big_output(11)["doc"]));
     std::fs::remove_dir_all(dir).ok();
 }

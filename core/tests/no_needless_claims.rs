@@ -35,7 +35,7 @@ async fn journal_replay_at_start_claims_no_tasks() {
     runtime.start().await.unwrap();
     let claimed = claim(&w, 5).await;
     server.faults(json!({"fail_rate": {"update": 1.0}})).await;
-    complete_all(&w, &claimed, &Map::new());
+    complete_all(claimed, &Map::new());
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(runtime.kill().await.journalled_results, 5);
     server.reset_faults().await;
@@ -72,13 +72,10 @@ async fn results_sent_while_stopping_claim_no_next_task() {
     runtime.start().await.unwrap();
     let claimed = claim(&w, 4).await;
     // Running tasks finish while the runtime drains.
-    let finisher = {
-        let w = w.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(300)).await;
-            complete_all(&w, &claimed, &Map::new());
-        })
-    };
+    let finisher = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        complete_all(claimed, &Map::new());
+    });
     let before = server.stats().await;
     let report = runtime.stop(Duration::from_secs(5)).await;
     finisher.await.unwrap();

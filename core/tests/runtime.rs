@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{Server, claim, complete_all, count, init_tracing, temp_dir};
+use common::{Server, claim, complete_all, count, init_tracing, take_one, temp_dir};
 use conductor_worker::telemetry::Event;
 use conductor_worker::{JournalConfig, Runtime, TaskOutcome, TaskResult, WorkerOptions};
 use serde_json::{Map, json};
@@ -303,8 +303,9 @@ async fn kill_journals_and_the_next_start_delivers() {
         .unwrap();
     runtime.start().await.unwrap();
     let claimed = claim(&w, 3).await;
+    let first_id = claimed[0].task.task_id.clone();
     server.faults(json!({"fail_rate": {"update": 1.0}})).await;
-    complete_all(&w, &claimed, &echo_output(3));
+    complete_all(claimed, &echo_output(3));
     tokio::time::sleep(Duration::from_millis(300)).await;
     let report = runtime.kill().await;
     assert_eq!(report.journalled_results, 3);
@@ -321,7 +322,7 @@ async fn kill_journals_and_the_next_start_delivers() {
         journal.load().unwrap().is_empty(),
         "delivered results are still in the journal"
     );
-    let task = server.task(&claimed[0].task.task_id).await;
+    let task = server.task(&first_id).await;
     assert_eq!(task["outputData"]["n"], 3);
 }
 
@@ -349,6 +350,51 @@ async fn an_idle_worker_with_a_5_s_poll_interval_polls_about_every_5_s() {
         (3..=5).contains(&polls),
         "{polls} polls in 20 s with a 5 s poll interval"
     );
+}
+
+/// An executor that drops a task without a result (a crash in host glue code, a cancelled
+/// coroutine) abandons it: the lease is not extended, the abandonment is counted and reported,
+/// and the server hands the task out again after its response timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_dropped_without_a_result_abandons_its_task() {
+    init_tracing();
+    let server = Server::start().await;
+    server
+        .enqueue(
+            "abandoned",
+            1,
+            json!({"responseTimeoutSeconds": 2, "retryCount": 1}),
+        )
+        .await;
+    let runtime = Runtime::new(server.options()).unwrap();
+    let abandoned = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::clone(&abandoned);
+    runtime.add_listener(move |e| {
+        if matches!(e, Event::TaskAbandoned { .. }) {
+            seen.fetch_add(1, Ordering::Relaxed);
+        }
+    });
+    let w = runtime.add_worker(worker("abandoned")).unwrap();
+    runtime.start().await.unwrap();
+    let first = take_one(&w).await;
+    drop(first);
+    assert_eq!(w.health().running, 0);
+    let again = tokio::time::timeout(Duration::from_secs(15), claim(&w, 1))
+        .await
+        .expect("the abandoned task was not handed out again");
+    let stats = server.stats().await;
+    assert_eq!(count(&stats, "updates", "lease_extensions"), 0, "{stats}");
+    assert!(
+        runtime
+            .metrics_text()
+            .contains("task_abandoned_total{taskType=\"abandoned\"} 1"),
+        "{}",
+        runtime.metrics_text()
+    );
+    assert_eq!(abandoned.load(Ordering::Relaxed), 1);
+    complete_all(again, &Map::new());
+    server.wait_completed(1, Duration::from_secs(5)).await;
+    runtime.stop(Duration::from_secs(2)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -384,39 +430,29 @@ async fn in_progress_with_callback_and_logs_reach_the_server() {
     let runtime = Runtime::new(server.options()).unwrap();
     let w = runtime.add_worker(worker("callback")).unwrap();
     runtime.start().await.unwrap();
-    let first = w
-        .next_task(Some(Duration::from_secs(5)))
-        .await
-        .unwrap()
-        .unwrap();
-    let mut result =
-        TaskResult::in_progress(&first.task.task_id, &first.task.workflow_instance_id, 1);
+    let first = take_one(&w).await;
+    let first_id = first.task.task_id.clone();
+    let mut result = TaskResult::in_progress("", "", 1);
     result.log("halfway there");
     let t0 = Instant::now();
-    w.complete(result).unwrap();
-    let again = w
-        .next_task(Some(Duration::from_secs(5)))
-        .await
-        .unwrap()
-        .unwrap();
+    first.claim.complete(result).unwrap();
+    let again = take_one(&w).await;
     assert!(
         t0.elapsed() >= Duration::from_millis(900),
         "offered again after {:?}",
         t0.elapsed()
     );
-    assert_eq!(again.task.task_id, first.task.task_id);
+    assert_eq!(again.task.task_id, first_id);
     assert_eq!(again.task.poll_count, 2);
-    w.complete(TaskResult::completed(
-        &again.task.task_id,
-        &again.task.workflow_instance_id,
-        Map::new(),
-    ))
-    .unwrap();
+    again
+        .claim
+        .complete(TaskResult::completed("", "", Map::new()))
+        .unwrap();
     server.wait_completed(1, Duration::from_secs(5)).await;
     runtime.stop(Duration::from_secs(2)).await;
     let logs: serde_json::Value = server
         .http
-        .get(format!("{}/tasks/{}/log", server.api(), first.task.task_id))
+        .get(format!("{}/tasks/{}/log", server.api(), first_id))
         .send()
         .await
         .unwrap()
@@ -424,19 +460,6 @@ async fn in_progress_with_callback_and_logs_reach_the_server() {
         .await
         .unwrap();
     assert_eq!(logs[0]["log"], "halfway there");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn completing_an_unknown_task_is_an_error_not_a_guess() {
-    let server = Server::start().await;
-    let runtime = Runtime::new(server.options()).unwrap();
-    let w = runtime.add_worker(worker("unknown")).unwrap();
-    runtime.start().await.unwrap();
-    let err = w
-        .complete(TaskResult::completed("never-polled", "wf", Map::new()))
-        .unwrap_err();
-    assert!(err.to_string().contains("never-polled"), "{err}");
-    runtime.stop(Duration::from_secs(1)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -576,7 +599,7 @@ async fn a_blocked_host_thread_is_released_by_cancel_and_by_stop() {
     let (w2, c2) = (w.clone(), cancel.clone());
     let host = std::thread::spawn(move || {
         let t0 = Instant::now();
-        let got = w2.next_tasks_blocking(4, None, &c2);
+        let got = w2.take_blocking(4, None, &c2);
         (got.map(|v| v.len()), t0.elapsed())
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -589,9 +612,8 @@ async fn a_blocked_host_thread_is_released_by_cancel_and_by_stop() {
 
     // A host thread waiting when the runtime stops gets NotRunning, so its loop can end.
     let w3 = w.clone();
-    let host = std::thread::spawn(move || {
-        w3.next_tasks_blocking(1, None, &conductor_worker::Cancel::new())
-    });
+    let host =
+        std::thread::spawn(move || w3.take_blocking(1, None, &conductor_worker::Cancel::new()));
     tokio::time::sleep(Duration::from_millis(200)).await;
     runtime.stop(Duration::from_secs(2)).await;
     let result = tokio::task::spawn_blocking(move || host.join().unwrap())
@@ -633,28 +655,20 @@ async fn bad_credentials_back_off_instead_of_hammering_the_token_endpoint() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn try_next_tasks_takes_only_buffered_tasks() {
+async fn taking_without_waiting_takes_only_buffered_tasks() {
     init_tracing();
     let server = Server::start().await;
     server.enqueue("buffered", 3, json!({})).await;
     let runtime = Runtime::new(server.options()).unwrap();
     let w = runtime.add_worker(worker("buffered")).unwrap();
     runtime.start().await.unwrap();
+    let now = Some(Duration::ZERO);
+    let never = conductor_worker::Cancel::new();
     // Nothing buffered yet: empty at once, and it did not register as a waiting executor.
-    assert!(w.try_next_tasks(5).unwrap().is_empty());
+    assert!(w.take_blocking(5, now, &never).unwrap().is_empty());
+    assert!(w.take(5, now, None).await.unwrap().is_empty());
     assert_eq!(w.health().idle_executors, 0);
-    let first = w
-        .next_task(Some(Duration::from_secs(5)))
-        .await
-        .unwrap()
-        .unwrap();
-    let t = first.task;
-    w.complete(TaskResult::completed(
-        &t.task_id,
-        &t.workflow_instance_id,
-        Map::new(),
-    ))
-    .unwrap();
+    complete_all(vec![take_one(&w).await], &Map::new());
     // update-v2 answers the result with the next task, which waits in the buffer.
     let until = Instant::now() + Duration::from_secs(5);
     while w.health().buffered == 0 {
@@ -665,23 +679,17 @@ async fn try_next_tasks_takes_only_buffered_tasks() {
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let taken = w.try_next_tasks(5).unwrap();
+    let taken = w.take_blocking(5, now, &never).unwrap();
     assert_eq!(taken.len(), 1);
     assert_eq!(
         w.health().running,
         1,
         "a task taken this way is running (lease, in-flight)"
     );
-    let t = &taken[0].task;
-    w.complete(TaskResult::completed(
-        &t.task_id,
-        &t.workflow_instance_id,
-        Map::new(),
-    ))
-    .unwrap();
+    complete_all(taken, &Map::new());
     runtime.stop(Duration::from_secs(2)).await;
     assert!(matches!(
-        w.try_next_tasks(1),
+        w.take_blocking(1, now, &never),
         Err(conductor_worker::Error::NotRunning(_))
     ));
 }

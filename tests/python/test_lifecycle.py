@@ -3,13 +3,16 @@ sees them."""
 
 from __future__ import annotations
 
+import gc
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from conductor_worker import Runner, worker
+import pytest
+from conductor_worker import Runner, _native, worker
+from conductor_worker.errors import UnknownTaskError
 
 from conftest import Dev, unique, wait_for
 
@@ -211,3 +214,29 @@ def test_lease_extension_keeps_long_tasks_alive(fresh_dev: Dev) -> None:
     assert stats["tasks"]["completed"] == 1
     assert stats["tasks"]["timed_out"] == 1
     assert stats["updates"]["lease_extensions"] >= 2
+
+
+def test_a_task_dropped_without_a_result_is_abandoned_not_kept_alive(fresh_dev: Dev) -> None:
+    """A task object that goes away without a result (an exception in glue code, a cancelled
+    coroutine) abandons its task: the lease is not extended, and the server hands the task
+    out again after its response timeout."""
+    task_type = unique("abandoned")
+    fresh_dev.enqueue(task_type, 1, responseTimeoutSeconds=1, retryCount=1)
+    runtime = _native.Runtime({"servers": [fresh_dev.api_url], "journal": "off"})
+    native = runtime.add_worker(task_type, FAST)
+    runtime.start()
+    try:
+        first = native.next_tasks(1, timeout=5)
+        assert first, "no task was handed out"
+        first_id = first[0].task_id
+        del first
+        gc.collect()
+        again = wait_for(lambda: native.next_tasks(1, timeout=0.5), 15, "the abandoned task handed out again")
+        assert again[0].task_id != first_id or again[0].poll_count > 1
+        assert fresh_dev.stats()["updates"]["lease_extensions"] == 0
+        assert 'task_abandoned_total{taskType="' + task_type + '"} 1' in runtime.metrics_text()
+        native.complete(again[0], "COMPLETED")
+        with pytest.raises(UnknownTaskError):
+            native.complete(again[0], "COMPLETED")
+    finally:
+        runtime.stop(2.0)

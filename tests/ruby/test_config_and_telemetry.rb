@@ -19,15 +19,12 @@ class TestConfigAndTelemetry < Minitest::Test
       -> { ConductorWorker.worker("a", isolation: :processes) { nil } } => /isolation must be :threads, :fibers or :ractor/,
       -> { ConductorWorker.worker("a", isolation: 5) { nil } } => /isolation must be :threads, :fibers or :ractor, not 5/,
       -> { ConductorWorker.worker("a", threads: 2, fibers: 5) { nil } } => /threads cannot be combined with isolation :fibers/,
-      -> { ConductorWorker.worker("a", poll_interval: -1) { nil } } => /poll_interval must be a number of seconds >= 0/,
       -> { ConductorWorker.worker("") { nil } } => /task_type must be a non-empty String/,
       -> { ConductorWorker.worker("a") } => /needs a block/,
       -> { ConductorWorker.worker("a", fibers: 2, fiber_scheduler: Object.new) { nil } } =>
         /fiber_scheduler must be a scheduler class or a proc/,
       -> { ConductorWorker::Runner.new(servers: [dev.api], workers: []) } => /no workers to run/,
       -> { ConductorWorker::Runner.new(servers: [{ key_id: "k" }], workers: [defn]) } => /has no :url/,
-      -> { ConductorWorker::Runner.new(servers: [dev.api], workers: [defn], request_timeout: -2) } =>
-        /request_timeout must be a number of seconds >= 0, not -2/,
       -> { ConductorWorker.log_level = :loud } => /log_level must be :trace, :debug/
     }.each do |call, message|
       error = assert_raises(ArgumentError) { call.call }
@@ -36,6 +33,36 @@ class TestConfigAndTelemetry < Minitest::Test
   end
 
   def defn = ConductorWorker::Definition.new(unique("d"), proc { nil })
+
+  # The core checks its own options, for Ruby as for every host: named, with the value.
+  def test_bad_core_options_are_config_errors_naming_them
+    {
+      -> { ConductorWorker.worker("a", poll_interval: -1) { nil } } =>
+        /"-1" for worker "a" option poll_interval: expected a number of seconds >= 0/,
+      -> { ConductorWorker.worker("a", poll_timeout: 9) { nil } } => /option poll_timeout.*at most 5000 ms/,
+      -> { ConductorWorker.worker("a", register: 3) { nil } } => /option register: expected true, false or an object/,
+      -> { ConductorWorker::Runner.new(servers: [dev.api], workers: [defn], request_timeout: -2) } =>
+        /"-2" for runtime option request_timeout: expected a number of seconds >= 0/,
+      -> { ConductorWorker::Runner.new(servers: [dev.api], workers: [defn], breaker_failures: 0) } =>
+        /runtime option breaker_failures: expected a number from 1/,
+      -> { ConductorWorker::Runner.new(servers: [dev.api], workers: [defn], metrics: 1) } =>
+        /runtime option metrics: there is no such option; the options are servers, journal/
+    }.each do |call, message|
+      error = assert_raises(ConductorWorker::ConfigError) { call.call }
+      assert_match message, error.message
+    end
+  end
+
+  # Every worker option the core declares is accepted by name, so one added there needs no
+  # change here.
+  def test_every_core_worker_option_is_accepted
+    names = ConductorWorker.worker_options.map { |o| o.fetch("name") }
+    assert_includes names, "register"
+    assert_equal names - ["concurrency"], ConductorWorker::Definition.core_option_names.map(&:to_s)
+    d = ConductorWorker::Definition.new(unique("d"), proc { nil }, threads: 3, poll_interval: 0.5, domain: "blue")
+    assert_equal({ poll_interval: 0.5, domain: "blue", concurrency: 3 }, d.native_options)
+    assert_includes ConductorWorker.runtime_options.map { |o| o.fetch("name") }, "external_payload_threshold_kb"
+  end
 
   def test_bad_server_urls_and_environment_are_config_errors
     error = assert_raises(ConductorWorker::ConfigError) do

@@ -25,8 +25,8 @@ class TestExecution < Minitest::Test
   end
 
   def with_waiting_native_worker
-    runtime = ConductorWorker::Native::Runtime.new([[dev.api, nil, nil]], "off", nil, nil, nil, nil, nil)
-    worker = runtime.add_worker(unique("wait"), 1, nil, nil, nil, nil, nil, nil, nil)
+    runtime = ConductorWorker::Native::Runtime.new({ servers: [dev.api], journal: "off" })
+    worker = runtime.add_worker(unique("wait"), {})
     runtime.start
     yield worker
   ensure
@@ -59,19 +59,26 @@ class TestExecution < Minitest::Test
     end
   end
 
-  def test_a_task_dropped_without_a_result_is_failed_so_the_server_hands_it_out_again
+  # A task object garbage-collected without a result (its thread was killed before running it)
+  # abandons its task: the lease is not extended, and the server hands the task out again
+  # after its response timeout.
+  def test_a_task_dropped_without_a_result_is_abandoned_so_the_server_hands_it_out_again
     type = unique("dropped")
-    runtime = ConductorWorker::Native::Runtime.new([[dev.api, nil, nil]], "off", nil, nil, nil, nil, nil)
-    worker = runtime.add_worker(type, 1, nil, 0.2, nil, nil, nil, nil, nil)
+    runtime = ConductorWorker::Native::Runtime.new({ servers: [dev.api], journal: "off" })
+    worker = runtime.add_worker(type, { poll_timeout: 0.2 })
     runtime.start
-    wf = dev.run_tasks(type, [{ a: 1 }]).first
-    Thread.new { worker.next_tasks(1, 10).size }.join # the task object is garbage once the thread ends
-    task = wait_for(10, "the dropped task failed") do
+    extensions = dev.stats.dig("updates", "lease_extensions")
+    dev.enqueue(type, 1, {}, responseTimeoutSeconds: 1, retryCount: 1)
+    first = Thread.new { worker.next_tasks(1, 10).first.task_id }.value # garbage once the thread ends
+    again = wait_for(15, "the abandoned task handed out again") do
       GC.start
-      t = dev.workflow(wf)["tasks"].first
-      t if t["status"] == "FAILED"
+      worker.next_tasks(1, 0.5)&.first
     end
-    assert_match(/dropped by the Ruby process without a result/, task["reasonForIncompletion"])
+    assert(again.task_id != first || again.poll_count > 1)
+    assert_equal extensions, dev.stats.dig("updates", "lease_extensions"), "the abandoned task's lease was extended"
+    assert_includes runtime.metrics_text, "task_abandoned_total{taskType=\"#{type}\"} 1"
+    worker.complete(again, "COMPLETED", nil, nil, nil, nil)
+    assert_raises(ConductorWorker::UnknownTaskError) { worker.complete(again, "COMPLETED", nil, nil, nil, nil) }
   ensure
     runtime&.stop(1.0)
   end

@@ -86,8 +86,8 @@ class TestLifecycle < Minitest::Test
       $stdout.sync = true
       trap("INT", "DEFAULT")
       require "conductor_worker"
-      runtime = ConductorWorker::Native::Runtime.new([[#{dev.api.inspect}, nil, nil]], "off", nil, nil, nil, nil, nil)
-      worker = runtime.add_worker("never_#{SecureRandom.hex(4)}", 1, nil, nil, nil, nil, nil, nil, nil)
+      runtime = ConductorWorker::Native::Runtime.new({ servers: [#{dev.api.inspect}], journal: "off" })
+      worker = runtime.add_worker("never_#{SecureRandom.hex(4)}", {})
       runtime.start
       puts "waiting"
       begin

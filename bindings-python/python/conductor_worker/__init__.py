@@ -14,6 +14,7 @@ metrics) is Rust; Python only runs the task functions.
 
 from conductor_worker import _logging as _logging  # installs the log forwarding
 from conductor_worker._native import Task, core_version
+from conductor_worker._options import RuntimeOptions, WorkerOptions
 from conductor_worker.context import TaskContext, current_task
 from conductor_worker.decorator import WorkerSpec, worker
 from conductor_worker.errors import (
@@ -30,7 +31,6 @@ from conductor_worker.errors import (
     TaskInProgress,
     TransportError,
     UnknownTaskError,
-    UnknownWorkerError,
 )
 from conductor_worker.runner import Event, Runner, Server, StopReport, run
 
@@ -47,6 +47,7 @@ __all__ = [
     "NonRetryableError",
     "NotRunningError",
     "Runner",
+    "RuntimeOptions",
     "Server",
     "ServerError",
     "StatusError",
@@ -56,7 +57,7 @@ __all__ = [
     "TaskInProgress",
     "TransportError",
     "UnknownTaskError",
-    "UnknownWorkerError",
+    "WorkerOptions",
     "WorkerSpec",
     "core_version",
     "current_task",

@@ -1,18 +1,26 @@
-"""The core's log records, handed over in batches by the extension, as ``logging`` records of
-the logger ``conductor_worker`` (child loggers ``conductor_worker.<module>`` by origin)."""
+"""The core's log records as ``logging`` records of the logger ``conductor_worker`` (child
+loggers ``conductor_worker.<module>`` by origin), pulled in batches by a daemon thread of this
+process (one per process: a forked child starts its own)."""
 
 from __future__ import annotations
 
-import atexit
 import logging
+import os
+import threading
 
 from conductor_worker import _native
 
 logger = logging.getLogger("conductor_worker")
 
+_BATCH = 512
+_WAIT = 0.5
+# The process whose forwarding thread runs (a forked child has none until it starts one).
+_puller: dict[str, int] = {}
+_puller_lock = threading.Lock()
+
 
 def forward(records: list[tuple[int, str, str, float]]) -> None:
-    """Called by the extension's log thread with ``(level, target, message, created)``."""
+    """Hands ``(level, target, message, created)`` records to their loggers."""
     for level, target, message, created in records:
         name = target.replace("::", ".")
         log = logging.getLogger(name) if name.startswith("conductor_worker") else logger
@@ -24,10 +32,21 @@ def forward(records: list[tuple[int, str, str, float]]) -> None:
         log.handle(record)
 
 
+def _pull() -> None:
+    while True:
+        records = _native.next_log_records(_BATCH, _WAIT)
+        try:
+            forward(records)
+        except Exception:  # a handler that raises must not end the forwarding
+            logging.getLogger(__name__).exception("a log handler raised")
+
+
 def sync_level() -> None:
     """Tells the core the level of the ``conductor_worker`` logger, so it does not even format
-    records nobody will see. Runner.start() calls it; call it again after changing the level."""
+    records nobody will see, and starts this process's forwarding thread. Runner.start() calls
+    it; call it again after changing the level."""
     _native.set_log_level(max(1, min(255, logger.getEffectiveLevel())))
-
-
-atexit.register(_native.close_forwarding)
+    with _puller_lock:
+        if _puller.get("pid") != os.getpid():
+            threading.Thread(target=_pull, name="conductor-worker-logs", daemon=True).start()
+            _puller["pid"] = os.getpid()

@@ -6,9 +6,15 @@ import contextlib
 import inspect
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Callable, Literal, TypeVar, overload
 
+from conductor_worker import _native
 from conductor_worker.mapping import Binder
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from conductor_worker._options import WorkerOptions
 
 Isolation = Literal["thread", "process"]
 F = TypeVar("F", bound=Callable[..., Any])
@@ -18,32 +24,28 @@ ATTRIBUTE = "__conductor_worker__"
 
 @dataclass(frozen=True)
 class WorkerSpec:
-    """A task type and the function that executes it, with its options. ``None`` means the
-    core's default (overridable by the environment, see the README's Configuration)."""
+    """A task type and the function that executes it, with its options: ``options`` are the
+    core's worker options by name (:class:`conductor_worker.WorkerOptions`, checked by the core
+    when the spec is made; the environment overrides them at start), ``isolation`` is how
+    Python runs the function."""
 
     task_type: str
     func: Callable[..., Any]
-    concurrency: int | None = None
-    poll_interval: float | None = None
-    poll_timeout: float | None = None
-    domain: str | None = None
-    worker_id: str | None = None
-    lease_extend: bool | None = None
-    paused: bool | None = None
-    register: bool | dict[str, Any] | None = None
+    options: dict[str, Any] = field(default_factory=dict)
     isolation: Isolation = "thread"
     binder: Binder = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        if not self.task_type:
-            raise ValueError("the task type must not be empty")
         if self.isolation not in ("thread", "process"):
             raise ValueError(f"isolation must be 'thread' or 'process', not {self.isolation!r}")
         if self.isolation == "process" and self.is_async:
             raise ValueError(f"{self.task_type}: isolation='process' is for sync functions; async def runs on asyncio")
-        if self.concurrency is not None and self.concurrency < 1:
-            raise ValueError(f"{self.task_type}: concurrency must be at least 1, not {self.concurrency}")
+        _native.check_worker_options(self.task_type, self.options)
         object.__setattr__(self, "binder", Binder(self.func))
+
+    @property
+    def domain(self) -> str | None:
+        return self.options.get("domain") or None
 
     @property
     def is_async(self) -> bool:
@@ -66,61 +68,29 @@ def worker(task_type: F) -> F: ...
 
 @overload
 def worker(
-    task_type: str | None = None,
-    *,
-    concurrency: int | None = None,
-    poll_interval: float | None = None,
-    poll_timeout: float | None = None,
-    domain: str | None = None,
-    worker_id: str | None = None,
-    lease_extend: bool | None = None,
-    paused: bool | None = None,
-    register: bool | dict[str, Any] | None = None,
-    isolation: Isolation = "thread",
+    task_type: str | None = None, *, isolation: Isolation = "thread", **options: Unpack[WorkerOptions]
 ) -> Callable[[F], F]: ...
 
 
 def worker(
-    task_type: str | Callable[..., Any] | None = None,
-    *,
-    concurrency: int | None = None,
-    poll_interval: float | None = None,
-    poll_timeout: float | None = None,
-    domain: str | None = None,
-    worker_id: str | None = None,
-    lease_extend: bool | None = None,
-    paused: bool | None = None,
-    register: bool | dict[str, Any] | None = None,
-    isolation: Isolation = "thread",
+    task_type: str | Callable[..., Any] | None = None, *, isolation: Isolation = "thread", **options: Any
 ) -> Any:
     """Declares ``func`` the executor of ``task_type`` (default: the function's name).
 
-    ``concurrency``: tasks run at once (threads for sync functions, asyncio tasks for
-    ``async def``, processes with ``isolation="process"``). ``poll_interval``: the longest
-    pause between polls when idle, in seconds. ``poll_timeout``: the server's long poll, in
-    seconds (at most 5). ``domain``: the task domain. ``lease_extend``: heartbeat long tasks
-    at 80 % of their response timeout (on by default). ``paused``: start paused.
-    ``register``: register the task definition at start (``True``, or a dict of task
-    definition fields such as ``{"retryCount": 5, "responseTimeoutSeconds": 120}``).
+    ``options`` are the core's worker options (:class:`conductor_worker.WorkerOptions` lists
+    them with their defaults and environment names): e.g. ``concurrency`` (tasks run at once:
+    threads for sync functions, asyncio tasks for ``async def``, processes with
+    ``isolation="process"``), ``poll_interval`` and ``poll_timeout`` (seconds), ``domain``,
+    ``lease_extend``, ``paused``, ``register`` (``True``, or a dict of task definition fields
+    such as ``{"retryCount": 5, "responseTimeoutSeconds": 120}``). A bad or unknown option is a
+    :class:`~conductor_worker.errors.ConfigError` here, naming it.
     ``isolation="process"``: run a CPU-bound function in a pool of processes.
 
     The function is returned unchanged: it can still be called (and tested) directly.
     """
 
     def decorate(func: F, name: str | None) -> F:
-        spec = WorkerSpec(
-            task_type=name or func.__name__,
-            func=func,
-            concurrency=concurrency,
-            poll_interval=poll_interval,
-            poll_timeout=poll_timeout,
-            domain=domain,
-            worker_id=worker_id,
-            lease_extend=lease_extend,
-            paused=paused,
-            register=register,
-            isolation=isolation,
-        )
+        spec = WorkerSpec(task_type=name or func.__name__, func=func, options=options, isolation=isolation)
         with _lock:
             _registry[(spec.task_type, spec.domain)] = spec
         with contextlib.suppress(AttributeError):  # a builtin or an object without __dict__

@@ -10,8 +10,7 @@ Raised by the runtime (all subclasses of :class:`ConductorWorkerError`)::
     │   ├── DecodeError                      undecodable answer; .endpoint
     │   └── AuthError (PermissionError)      bad key/secret or token endpoint failing; .retry_in
     ├── UnknownTaskError (LookupError)       a result for a task this worker did not hand out
-    ├── UnknownWorkerError (LookupError)     no worker for that task type
-    ├── NotRunningError (RuntimeError)       not started yet, or stopped
+    ├── NotRunningError (RuntimeError)       not started yet, or stopped; .state
     ├── JournalError (OSError)               the journal file cannot be read or written; .path
     └── MetricsError (OSError)               the metrics endpoint cannot listen; .port
 
@@ -75,14 +74,10 @@ class UnknownTaskError(ConductorWorkerError, LookupError):
     task_id: str = ""
 
 
-class UnknownWorkerError(ConductorWorkerError, LookupError):
-    """No worker for this task type is registered."""
-
-    task_type: str = ""
-
-
 class NotRunningError(ConductorWorkerError, RuntimeError):
     """The runtime is not running (not started yet, or stopped)."""
+
+    state: str = ""
 
 
 class JournalError(ConductorWorkerError, OSError):
@@ -133,5 +128,4 @@ __all__ = [
     "TaskInProgress",
     "TransportError",
     "UnknownTaskError",
-    "UnknownWorkerError",
 ]

@@ -20,7 +20,7 @@ import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Callable, Union
+from typing import TYPE_CHECKING, Any, Callable, Union
 
 from conductor_worker import _logging, _native
 from conductor_worker._native import Task
@@ -28,6 +28,11 @@ from conductor_worker.context import TaskContext, _current
 from conductor_worker.decorator import WorkerSpec, registered, spec_of
 from conductor_worker.errors import NonRetryableError, NotRunningError, TaskInProgress
 from conductor_worker.mapping import InputMismatch, jsonable, to_output
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from conductor_worker._options import RuntimeOptions
 
 logger = logging.getLogger("conductor_worker")
 
@@ -99,20 +104,17 @@ class Runner:
     """Runs workers: ``start()``, ``stop(timeout=...)``, ``kill()``, ``join()``, ``health()``.
 
     ``workers``: decorated functions (or specs); default every ``@worker`` declared so far.
-    ``servers``: URLs or :class:`Server` s; default ``CONDUCTOR_SERVER_URL`` (comma-separated
-    for several, with ``CONDUCTOR_AUTH_KEY``/``CONDUCTOR_AUTH_SECRET``).
-    ``metrics_port``: serve Prometheus ``/metrics`` and ``/health`` on 127.0.0.1 (0: any free
-    port, see ``metrics_addr``). ``journal``: a file for results still undelivered at exit,
-    ``"off"`` for none; default ``CONDUCTOR_WORKER_JOURNAL`` or
-    ``~/.local/state/conductor-worker/journal.jsonl``. ``stop_timeout``: how long ``stop()``
-    and Ctrl-C let running tasks finish. ``mp_context``: the multiprocessing context of
-    ``isolation="process"`` pools (default: the program's own start method).
-    ``loop_factory``: makes the event loop that runs ``async def`` workers (default
-    ``asyncio.new_event_loop``; e.g. ``uvloop.new_event_loop``).
-    ``external_payload_threshold_kb``: outputs larger than this (KB of JSON) are uploaded to
-    the server's external payload storage where it takes uploads (default 3072, the server's
-    own threshold, or ``CONDUCTOR_WORKER_EXTERNAL_PAYLOAD_THRESHOLD_KB``). Inputs the server
-    stored externally are always downloaded before the function runs.
+    ``options``: the core's runtime options (:class:`conductor_worker.RuntimeOptions` lists
+    them with their defaults and environment variables), e.g. ``servers`` (URLs or
+    :class:`Server` s; default ``CONDUCTOR_SERVER_URL``), ``metrics_port`` (serve Prometheus
+    ``/metrics`` and ``/health``; 0: any free port, see ``metrics_addr``), ``journal`` (a file
+    for results still undelivered at exit, ``"off"`` for none), ``request_timeout``,
+    ``external_payload_threshold_kb``. A bad or unknown option is a
+    :class:`~conductor_worker.errors.ConfigError` at ``start()``, naming it.
+    ``stop_timeout``: how long ``stop()`` and Ctrl-C let running tasks finish. ``mp_context``:
+    the multiprocessing context of ``isolation="process"`` pools (default: the program's own
+    start method). ``loop_factory``: makes the event loop that runs ``async def`` workers
+    (default ``asyncio.new_event_loop``; e.g. ``uvloop.new_event_loop``).
 
     As a context manager it starts on entry and stops (draining) on exit.
     """
@@ -121,35 +123,22 @@ class Runner:
         self,
         workers: Iterable[WorkerLike] | None = None,
         *,
-        servers: ServerLike | Iterable[ServerLike] | None = None,
-        metrics_port: int | None = None,
-        journal: str | os.PathLike[str] | None = None,
-        request_timeout: float | None = None,
         stop_timeout: float = 30.0,
         mp_context: Any = None,
         loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None,
-        external_payload_threshold_kb: int | None = None,
+        **options: Unpack[RuntimeOptions],
     ) -> None:
         if loop_factory is not None and not callable(loop_factory):
             raise TypeError(f"loop_factory must be callable (like asyncio.new_event_loop), not {loop_factory!r}")
         self._loop_factory = loop_factory or asyncio.new_event_loop
         self._specs = [spec_of(w) for w in workers] if workers is not None else None
-        if isinstance(servers, (str, Server)):
-            servers = [servers]
-        self._servers: list[tuple[str, str | None, str | None]] | None = None
-        if servers is not None:
-            self._servers = [
-                (s.url, s.key_id, s.key_secret) if isinstance(s, Server) else (str(s), None, None) for s in servers
-            ]
-        self._metrics_port = metrics_port
-        self._journal = os.fspath(journal) if journal is not None else None
-        self._request_timeout = request_timeout
-        self._external_payload_threshold_kb = external_payload_threshold_kb
+        self._options = _native_options(dict(options))
         self.stop_timeout = stop_timeout
         self._mp_context = mp_context
         self._runtime: _native.Runtime | None = None
         self._executors: list[_Executor] = []
         self._listeners: list[Callable[[Event], None]] = []
+        self._events_thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: threading.Thread | None = None
         self._state = "created"
@@ -181,28 +170,12 @@ class Runner:
         specs = self._specs if self._specs is not None else registered()
         if not specs:
             raise ValueError("no workers: decorate functions with @worker or pass workers=[...]")
-        runtime = _native.Runtime(
-            self._servers,
-            journal=self._journal,
-            metrics_port=self._metrics_port,
-            request_timeout=self._request_timeout,
-            external_payload_threshold_kb=self._external_payload_threshold_kb,
-        )
+        runtime = _native.Runtime(self._options)
         for spec in specs:
-            native = runtime.add_worker(
-                spec.task_type,
-                concurrency=spec.concurrency,
-                poll_interval=spec.poll_interval,
-                poll_timeout=spec.poll_timeout,
-                domain=spec.domain,
-                worker_id=spec.worker_id,
-                lease_extend=spec.lease_extend,
-                paused=spec.paused,
-                register=spec.register,
-            )
+            native = runtime.add_worker(spec.task_type, spec.options)
             self._executors.append(_Executor(spec, native))
-        for listener in self._listeners:
-            runtime.add_listener(_batch_listener(listener))
+        if self._listeners:
+            self._start_events(runtime)
         async_executors = [e for e in self._executors if e.spec.is_async]
         loop = self._new_loop() if async_executors else None
         self._runtime = runtime
@@ -371,11 +344,33 @@ class Runner:
             ex.native.resume()
 
     def add_listener(self, listener: Callable[[Event], None]) -> None:
-        """Calls ``listener(event)`` for every runtime :class:`Event`, on a thread of the
-        runtime (batched), never on the polling path."""
+        """Calls ``listener(event)`` for every runtime :class:`Event` from now on, on a thread
+        of this runner that takes them from the core in batches, never on the polling path."""
         self._listeners.append(listener)
         if self._runtime is not None:
-            self._runtime.add_listener(_batch_listener(listener))
+            self._start_events(self._runtime)
+
+    def _start_events(self, runtime: _native.Runtime) -> None:
+        if self._events_thread is not None:
+            return
+        runtime.listen()
+        self._events_thread = threading.Thread(
+            target=self._pull_events, args=(runtime,), name="conductor-worker-events", daemon=True
+        )
+        self._events_thread.start()
+
+    def _pull_events(self, runtime: _native.Runtime) -> None:
+        while True:
+            batch = runtime.next_events(1024, 0.5)
+            if not batch and self._stopped.is_set():
+                return
+            for kind, fields in batch:
+                event = Event(kind, fields)
+                for listener in list(self._listeners):
+                    try:
+                        listener(event)
+                    except Exception:
+                        logger.exception("event listener %r raised", listener)
 
     def register_task_defs(self, defs: Iterable[dict[str, Any]]) -> None:
         """Registers task definitions (server field names, e.g. ``{"name": "greet",
@@ -655,26 +650,23 @@ def _report_outcome(ex: _Executor, task: Task, outcome: tuple[Any, ...]) -> None
         _send(ex, task, "FAILED", reason=outcome[1], logs=outcome[2])
 
 
-def _batch_listener(listener: Callable[[Event], None]) -> Callable[[list[tuple[str, dict[str, Any]]]], None]:
-    def on_batch(batch: list[tuple[str, dict[str, Any]]]) -> None:
-        for kind, fields in batch:
-            try:
-                listener(Event(kind, fields))
-            except Exception:
-                logger.exception("event listener %r raised", listener)
-
-    return on_batch
-
-
-def run(
-    workers: Iterable[WorkerLike] | None = None,
-    *,
-    servers: ServerLike | Iterable[ServerLike] | None = None,
-    **options: Any,
-) -> None:
+def run(workers: Iterable[WorkerLike] | None = None, **options: Any) -> None:
     """Runs the workers (default: every ``@worker``) until Ctrl-C or SIGTERM, then drains.
     Servers come from ``CONDUCTOR_SERVER_URL`` unless given. Options as for :class:`Runner`."""
-    Runner(workers, servers=servers, **options).run()
+    Runner(workers, **options).run()
+
+
+def _native_options(options: dict[str, Any]) -> dict[str, Any]:
+    """The runtime options as the core takes them: servers as ``(url, key_id, key_secret)``,
+    a journal path as a string."""
+    servers = options.get("servers")
+    if isinstance(servers, (str, Server)):
+        servers = [servers]
+    if servers is not None:
+        options["servers"] = [(s.url, s.key_id, s.key_secret) if isinstance(s, Server) else str(s) for s in servers]
+    if options.get("journal") is not None:
+        options["journal"] = os.fspath(options["journal"])
+    return options
 
 
 def _stop_at_exit() -> None:

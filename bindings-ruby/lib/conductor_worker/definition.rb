@@ -3,21 +3,26 @@
 module ConductorWorker
   # What a worker is: its task type, how its handler runs (threads, fibers or Ractors, and
   # how many) and the core's options for it. Built by ConductorWorker.worker and by classes
-  # that include ConductorWorker::Worker; validated here so a mistake is an error at
-  # definition time, naming the option.
+  # that include ConductorWorker::Worker; checked here (the core checks its own options) so a
+  # mistake is an error at definition time, naming the option.
   class Definition
     ISOLATIONS = %i[threads fibers ractor].freeze
-    CORE_OPTIONS = %i[poll_interval poll_timeout domain worker_id lease_extend paused register].freeze
+    RUBY_OPTIONS = %i[threads fibers ractors isolation symbolize_keys fiber_scheduler].freeze
+
+    # The core's worker options (concurrency aside: threads, fibers or ractors set it), from
+    # the table the core declares, so an option added there is accepted here unchanged.
+    def self.core_option_names
+      @core_option_names ||= Native.option_tables.fetch("worker").map { |o| o.fetch("name").to_sym } - [:concurrency]
+    end
 
     attr_reader :task_type, :handler, :isolation, :executors, :symbolize_keys, :core_options
 
     def initialize(task_type, handler, threads: nil, fibers: nil, ractors: nil, isolation: nil,
                    symbolize_keys: false, fiber_scheduler: nil, **core_options)
-      unknown = core_options.keys - CORE_OPTIONS
+      unknown = core_options.keys - Definition.core_option_names
       unless unknown.empty?
         raise ArgumentError, "unknown worker option#{"s" if unknown.size > 1} #{unknown.map(&:inspect).join(", ")} " \
-                             "for #{task_type.inspect}; known: threads, fibers, ractors, isolation, symbolize_keys, " \
-                             "fiber_scheduler, #{CORE_OPTIONS.join(", ")}"
+                             "for #{task_type.inspect}; known: #{(RUBY_OPTIONS + Definition.core_option_names).join(", ")}"
       end
       unless task_type.is_a?(String) && !task_type.strip.empty?
         raise ArgumentError, "task_type must be a non-empty String, not #{task_type.inspect}"
@@ -35,8 +40,14 @@ module ConductorWorker
 
       @fiber_scheduler = fiber_scheduler
       @core_options = core_options.freeze
-      check_numbers
+      check_executors
+      Native.check_worker_options(@task_type, native_options)
       freeze_handler if @isolation == :ractor
+    end
+
+    # The core's options for this worker, as the core takes them.
+    def native_options
+      @core_options.merge(concurrency: @executors)
     end
 
     # A fiber scheduler instance for this worker's fiber thread (ours unless one was given).
@@ -79,18 +90,11 @@ module ConductorWorker
       end
     end
 
-    def check_numbers
+    def check_executors
       name = { threads: "threads", fibers: "fibers", ractor: "ractors" }.fetch(@isolation)
-      unless @executors.is_a?(Integer) && @executors.between?(1, 100_000)
-        raise ArgumentError, "#{name} must be an Integer from 1 to 100000, not #{@executors.inspect} (#{task_type})"
-      end
+      return if @executors.is_a?(Integer) && @executors.between?(1, 100_000)
 
-      %i[poll_interval poll_timeout].each do |key|
-        value = core_options[key]
-        next if value.nil? || (value.is_a?(Numeric) && value >= 0 && value.finite?)
-
-        raise ArgumentError, "#{key} must be a number of seconds >= 0, not #{value.inspect} (#{task_type})"
-      end
+      raise ArgumentError, "#{name} must be an Integer from 1 to 100000, not #{@executors.inspect} (#{task_type})"
     end
 
     # Ractors run the handler in isolation: it must be a class (shareable) or a shareable proc.
@@ -118,14 +122,23 @@ module ConductorWorker
     #   end
     #
     # Options: +threads:+ (default 1), +fibers:+ (I/O-bound blocks on fibers), +isolation:
-    # :ractor+ with +ractors:+ (CPU-bound blocks in parallel), +symbolize_keys:+,
-    # +poll_interval:+, +poll_timeout:+ (seconds), +domain:+, +worker_id:+, +lease_extend:+,
-    # +paused:+, +register:+ (true, or a Hash of task definition fields).
+    # :ractor+ with +ractors:+ (CPU-bound blocks in parallel), +symbolize_keys:+, and the
+    # core's worker options (ConductorWorker.worker_options lists them): +poll_interval:+,
+    # +poll_timeout:+ (seconds), +domain:+, +worker_id:+, +lease_extend:+, +paused:+,
+    # +register:+ (true, or a Hash of task definition fields).
     def worker(task_type, **options, &block)
       raise ArgumentError, "ConductorWorker.worker(#{task_type.inspect}) needs a block" unless block
 
       define(Definition.new(task_type, block, **options))
     end
+
+    # The core's worker options, as it declares them: Hashes with "name", "doc", "ruby_type",
+    # "env" (property names, read as CONDUCTOR_WORKER_<TYPE>_<PROP>) and "default".
+    def worker_options = Native.option_tables.fetch("worker")
+
+    # The core's runtime options (Runner.new), as +worker_options+ lists the worker's; "env"
+    # holds the environment variable of each.
+    def runtime_options = Native.option_tables.fetch("runtime")
 
     # Every worker defined in this process so far, by task type.
     def definitions

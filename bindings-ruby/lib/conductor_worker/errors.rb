@@ -3,7 +3,10 @@
 module ConductorWorker
   # Root of every error this gem raises. The extension raises the subclasses below for the
   # matching core errors, with the attributes a caller may branch on.
-  class Error < StandardError; end
+  # +retryable+: whether trying the same operation again later can succeed.
+  class Error < StandardError
+    attr_reader :retryable
+  end
 
   # A setting is invalid; +setting+ names it (an option or an environment variable).
   class ConfigError < Error
@@ -22,24 +25,23 @@ module ConductorWorker
 
   # A server's answer could not be decoded.
   class DecodeError < Error
-    attr_reader :server
+    attr_reader :server, :endpoint
   end
 
   # Authentication with a server failed.
   class AuthError < Error
-    attr_reader :server
+    attr_reader :server, :retry_in
   end
 
   # A result for a task this process does not hold (never handed out, or already completed).
   class UnknownTaskError < Error
-    attr_reader :task_id
+    attr_reader :task_type, :task_id
   end
 
-  # No worker for that task type.
-  class UnknownWorkerError < Error; end
-
-  # The runtime is not running (not started yet, or stopped).
-  class NotRunningError < Error; end
+  # The runtime is not running (not started yet, or stopped); +state+ says which.
+  class NotRunningError < Error
+    attr_reader :state
+  end
 
   # The result journal could not be read or written.
   class JournalError < Error

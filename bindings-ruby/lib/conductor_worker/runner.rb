@@ -13,26 +13,18 @@ module ConductorWorker
   #
   #   ConductorWorker::Runner.open { |runner| wait_for_something }
   class Runner
-    # +servers+: URLs, or Hashes with +url:+, +key_id:+, +key_secret:+ (default: from
-    # CONDUCTOR_SERVER_URL, CONDUCTOR_AUTH_KEY, CONDUCTOR_AUTH_SECRET). +workers+: the
-    # definitions to run (default: every worker defined so far). +journal+: a path or "off".
-    # +external_payload_threshold_kb+: outputs larger than this are uploaded to the server's
-    # external payload storage where it takes uploads (default 3072, the server's own threshold,
-    # or CONDUCTOR_WORKER_EXTERNAL_PAYLOAD_THRESHOLD_KB); inputs the server stored externally are
-    # always downloaded before the block runs.
-    def initialize(servers: nil, workers: nil, journal: nil, metrics_port: nil, request_timeout: nil,
-                   breaker_failures: nil, breaker_reset: nil, external_payload_threshold_kb: nil)
+    # +workers+: the definitions to run (default: every worker defined so far). +options+: the
+    # core's runtime options (ConductorWorker.runtime_options lists them with their defaults and
+    # environment variables), e.g. +servers:+ (URLs, or Hashes with +url:+, +key_id:+,
+    # +key_secret:+; default CONDUCTOR_SERVER_URL), +journal:+ (a path or "off"),
+    # +metrics_port:+, +request_timeout:+, +external_payload_threshold_kb:+ (outputs larger than
+    # this are uploaded to the server's external payload storage where it takes uploads).
+    def initialize(workers: nil, **options)
       @definitions = (workers || ConductorWorker.definitions).map { |w| definition_of(w) }
       raise ArgumentError, "no workers to run: define some with ConductorWorker.worker first" if @definitions.empty?
 
-      @native = Native::Runtime.new(server_specs(servers), journal&.to_s, metrics_port, request_timeout&.to_f,
-                                    breaker_failures, breaker_reset&.to_f, external_payload_threshold_kb)
-      @workers = @definitions.to_h do |d|
-        o = d.core_options
-        native = @native.add_worker(d.task_type, d.executors, o[:poll_interval]&.to_f, o[:poll_timeout]&.to_f,
-                                    o[:domain], o[:worker_id], o[:lease_extend], o[:paused], o[:register])
-        [d.task_type, native]
-      end
+      @native = Native::Runtime.new(native_options(options))
+      @workers = @definitions.to_h { |d| [d.task_type, @native.add_worker(d.task_type, d.native_options)] }
       @listeners = []
       @state = :new
       @lock = Mutex.new
@@ -154,6 +146,12 @@ module ConductorWorker
           raise ArgumentError, "#{worker} has no task_type: include ConductorWorker::Worker and call task_type"
       else raise ArgumentError, "workers: expected definitions or worker classes, not #{worker.inspect}"
       end
+    end
+
+    # The runtime options as the core takes them: servers as [url, key_id, key_secret], a
+    # journal path as a String.
+    def native_options(options)
+      options.merge(servers: server_specs(options[:servers]), journal: options[:journal]&.to_s)
     end
 
     def server_specs(servers)

@@ -4,9 +4,22 @@ module ConductorWorker
   # A task handed to this process (the class is defined by the extension): ids, counters,
   # input, and +log+ to add a line to the task's execution log at once.
   class Task
-    # The task's input as a new Hash with String keys, or Symbol keys with +symbolize_keys+.
+    # The task's input as a Hash with String keys, or Symbol keys with +symbolize_keys+: the
+    # same Hash on every call with the same +symbolize_keys+. The two share their values, and
+    # the core gives up its own copy once Ruby has taken it, so a large input is held once.
     def input_data(symbolize_keys: false)
-      native_input_data(symbolize_keys)
+      @input_data ||= {}
+      @input_data[symbolize_keys] ||= native_take_input(symbolize_keys) ||
+                                      Task.rekey(@input_data.fetch(!symbolize_keys), symbolize_keys)
+    end
+
+    # +value+ with every Hash key, at any depth, a Symbol (+symbolize+) or a String.
+    def self.rekey(value, symbolize)
+      case value
+      when Hash then value.to_h { |k, v| [symbolize ? k.to_sym : k.to_s, rekey(v, symbolize)] }
+      when Array then value.map { |v| rekey(v, symbolize) }
+      else value
+      end
     end
 
     def to_h

@@ -1,13 +1,16 @@
 //! Per task type: the handle executors pull tasks from ([`Worker`]), the capacity that drives
 //! polling, lease extension of running tasks, and hand-off of results to the update pipeline.
 //!
-//! Capacity is the number of executors waiting in [`Worker::next_tasks`], less the tasks already
+//! Capacity is the number of executors waiting in [`Worker::take`], less the tasks already
 //! buffered for them and the slots claimed by polls in flight; a poll never asks for more, so a
 //! task is not polled before an executor can start it.
 
 pub(crate) mod delivery;
+mod handout;
 pub(crate) mod payloads;
 pub(crate) mod poller;
+
+pub use handout::{Claim, ClaimedTask};
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -18,9 +21,9 @@ use tokio::runtime::Handle;
 use tokio::sync::{Notify, watch};
 use tokio::task::AbortHandle;
 
-use crate::api::{JsonObject, Task, TaskResult, TaskStatus};
+use crate::api::{JsonObject, Task, TaskResult};
 use crate::client::external::{Operation, PayloadType};
-use crate::client::{ServerClient, ServerId, Undecodable, UpdateOutcome};
+use crate::client::{ServerClient, ServerId, Undecodable};
 use crate::cluster::{Cluster, split};
 use crate::config::WorkerOptions;
 use crate::error::{Error, Result};
@@ -56,13 +59,11 @@ impl WorkerState {
     }
 }
 
-/// A task handed to an executor, with the server it came from.
-#[derive(Debug, Clone)]
-pub struct ClaimedTask {
-    /// The task.
-    pub task: Task,
-    /// Where it came from; its result goes back there.
-    pub server: ServerId,
+/// A polled task waiting for an executor, with the server it came from.
+#[derive(Debug)]
+pub(crate) struct Buffered {
+    pub(crate) task: Task,
+    pub(crate) server: ServerId,
 }
 
 /// What a task function returns in the Rust API.
@@ -148,6 +149,14 @@ struct InFlight {
     lease: Option<AbortHandle>,
 }
 
+impl InFlight {
+    fn stop_lease(&self) {
+        if let Some(lease) = &self.lease {
+            lease.abort();
+        }
+    }
+}
+
 #[derive(Default)]
 struct Slots {
     /// Slots asked for by executors waiting in `next_tasks`.
@@ -156,7 +165,7 @@ struct Slots {
     reserved: usize,
     /// Polled tasks whose externalized input is being downloaded.
     downloading: usize,
-    ready: VecDeque<ClaimedTask>,
+    ready: VecDeque<Buffered>,
     /// Servers whose poll loop waits for capacity, sorted: free slots are split among them.
     asking: Vec<usize>,
 }
@@ -189,8 +198,8 @@ pub(crate) struct WorkerInner {
 
 /// A worker: one task type (optionally in one domain) on every server of the runtime.
 ///
-/// Executors call [`next_tasks`](Self::next_tasks) (or [`next_task`](Self::next_task)) and then
-/// [`complete`](Self::complete) for each task. Cloning is cheap; clones share the worker.
+/// Executors [`take`](Self::take) tasks and complete each one's [`Claim`] with its result.
+/// Cloning is cheap; clones share the worker.
 #[derive(Clone)]
 pub struct Worker {
     pub(crate) inner: Arc<WorkerInner>,
@@ -202,22 +211,6 @@ impl std::fmt::Debug for Worker {
             .field("task_type", &self.inner.options.task_type)
             .field("state", &self.state())
             .finish()
-    }
-}
-
-/// Unregisters waiting executors when `next_tasks` returns or its future is dropped.
-struct WaitGuard<'a> {
-    inner: &'a WorkerInner,
-    count: usize,
-}
-
-impl Drop for WaitGuard<'_> {
-    fn drop(&mut self) {
-        if self.count > 0
-            && let Ok(mut slots) = self.inner.slots.lock()
-        {
-            slots.waiting = slots.waiting.saturating_sub(self.count);
-        }
     }
 }
 
@@ -276,189 +269,6 @@ impl Worker {
     pub fn resume(&self) {
         self.inner
             .set_state_if(WorkerState::Running, |s| s == WorkerState::Paused);
-    }
-
-    /// Waits for the next task: up to `wait` (forever with `None`).
-    ///
-    /// Returns `Ok(None)` when the wait timed out, and [`Error::NotRunning`] once the worker is
-    /// stopping (an executor loop should end then). Cancel-safe: dropping the future gives the
-    /// slot back.
-    pub async fn next_task(&self, wait: Option<Duration>) -> Result<Option<ClaimedTask>> {
-        Ok(self.next_tasks(1, wait).await?.pop())
-    }
-
-    /// Like [`next_task`](Self::next_task), for a host thread outside the runtime (a Python or
-    /// Ruby thread): blocks the calling thread.
-    pub fn next_task_blocking(&self, wait: Option<Duration>) -> Result<Option<ClaimedTask>> {
-        self.inner.handle.block_on(self.next_task(wait))
-    }
-
-    /// Waits for up to `max` tasks (at least one, unless the wait times out). An executor pool
-    /// with `max` idle slots asks for all of them at once.
-    pub async fn next_tasks(&self, max: usize, wait: Option<Duration>) -> Result<Vec<ClaimedTask>> {
-        self.next_tasks_cancellable(max, wait, None).await
-    }
-
-    /// Tasks already polled and waiting for an executor, up to `max`, without waiting and
-    /// without asking for more (so it never makes the poller claim tasks nobody waits for).
-    /// For a host executor that just finished a task: under load the next one is usually
-    /// buffered, and taking it this way costs no thread hand-off. Empty when none is buffered;
-    /// [`Error::NotRunning`] once the worker is stopping.
-    pub fn try_next_tasks(&self, max: usize) -> Result<Vec<ClaimedTask>> {
-        let inner = &self.inner;
-        if matches!(
-            *inner.state.borrow(),
-            WorkerState::Stopping | WorkerState::Stopped
-        ) {
-            return Err(Error::NotRunning("stopping"));
-        }
-        let tasks: Vec<ClaimedTask> = {
-            let mut slots = inner.lock_slots();
-            let n = max.min(slots.ready.len());
-            slots.ready.drain(..n).collect()
-        };
-        for task in &tasks {
-            self.inner.start(task);
-        }
-        Ok(tasks)
-    }
-
-    /// Like [`next_tasks`](Self::next_tasks) on a host thread outside the runtime, interruptible
-    /// from any other thread through `cancel` (returns `Ok(vec![])` then, as on a timeout).
-    ///
-    /// ```
-    /// # use conductor_worker::runner::Cancel;
-    /// let cancel = Cancel::new();
-    /// let for_the_interrupt_handler = cancel.clone();
-    /// for_the_interrupt_handler.cancel();
-    /// assert!(cancel.is_cancelled());
-    /// ```
-    pub fn next_tasks_blocking(
-        &self,
-        max: usize,
-        wait: Option<Duration>,
-        cancel: &Cancel,
-    ) -> Result<Vec<ClaimedTask>> {
-        self.inner
-            .handle
-            .block_on(self.next_tasks_cancellable(max, wait, Some(cancel)))
-    }
-
-    /// [`next_tasks`](Self::next_tasks) that also returns (empty) when `cancel` fires.
-    pub async fn next_tasks_cancellable(
-        &self,
-        max: usize,
-        wait: Option<Duration>,
-        cancel: Option<&Cancel>,
-    ) -> Result<Vec<ClaimedTask>> {
-        let inner = &*self.inner;
-        if max == 0 {
-            return Ok(Vec::new());
-        }
-        let deadline = wait.map(|w| tokio::time::Instant::now() + w);
-        let mut guard = WaitGuard { inner, count: 0 };
-        let mut state = inner.state.subscribe();
-        loop {
-            let notified = inner.task_ready.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            {
-                let mut slots = inner.lock_slots();
-                if matches!(
-                    *state.borrow_and_update(),
-                    WorkerState::Stopping | WorkerState::Stopped
-                ) {
-                    return Err(Error::NotRunning("stopping"));
-                }
-                if !slots.ready.is_empty() {
-                    let n = max.min(slots.ready.len());
-                    let tasks: Vec<ClaimedTask> = slots.ready.drain(..n).collect();
-                    slots.waiting = slots.waiting.saturating_sub(guard.count);
-                    guard.count = 0;
-                    if !slots.ready.is_empty() {
-                        inner.task_ready.notify_last();
-                    }
-                    drop(slots);
-                    for task in &tasks {
-                        self.inner.start(task);
-                    }
-                    return Ok(tasks);
-                }
-                if guard.count == 0 {
-                    slots.waiting += max;
-                    guard.count = max;
-                    drop(slots);
-                    inner.capacity.notify_waiters();
-                }
-            }
-            let cancelled = async {
-                match cancel {
-                    Some(c) => c.cancelled().await,
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                _ = &mut notified => {}
-                _ = state.changed() => {}
-                _ = sleep_until(deadline) => return Ok(Vec::new()),
-                _ = cancelled => return Ok(Vec::new()),
-            }
-        }
-    }
-
-    /// Hands back the result of a task this worker gave out. Never blocks: the result is sent,
-    /// and retried, by the runtime.
-    ///
-    /// Fails with [`Error::UnknownTask`] for a task id this worker did not hand out or that
-    /// was already completed: a result is never sent to a guessed server.
-    pub fn complete(&self, mut result: TaskResult) -> Result<()> {
-        let inner = &self.inner;
-        let flight = inner
-            .in_flight
-            .lock()
-            .ok()
-            .and_then(|mut f| f.remove(&result.task_id))
-            .ok_or_else(|| Error::UnknownTask {
-                worker: inner.options.task_type.clone(),
-                task_id: result.task_id.clone(),
-            })?;
-        if let Some(lease) = flight.lease {
-            lease.abort();
-        }
-        let duration = flight.started.elapsed();
-        inner.metrics.running.fetch_sub(1, Ordering::Relaxed);
-        inner.metrics.execute_time.observe(duration);
-        let failed = matches!(
-            result.status,
-            TaskStatus::Failed | TaskStatus::FailedWithTerminalError
-        );
-        if failed {
-            inner.metrics.execute_errors.fetch_add(1, Ordering::Relaxed);
-        }
-        if inner.events.enabled() {
-            let (task_type, task_id) = (inner.options.task_type.clone(), result.task_id.clone());
-            inner.events.emit(if failed {
-                Event::ExecutionFailed {
-                    task_type,
-                    task_id,
-                    reason: result.reason_for_incompletion.clone().unwrap_or_default(),
-                    duration,
-                }
-            } else {
-                Event::ExecutionCompleted {
-                    task_type,
-                    task_id,
-                    duration,
-                }
-            });
-        }
-        if result.worker_id.is_none() {
-            result.worker_id = Some(inner.options.worker_id.clone());
-        }
-        inner
-            .deliveries
-            .submit(flight.server, result, inner.origin(), None);
-        Ok(())
     }
 
     /// Sends a line to the execution log of a running task at once (results carry their own
@@ -551,6 +361,7 @@ impl Cancel {
     }
 }
 
+/// Until `deadline`, or forever without one.
 async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d).await,
@@ -563,6 +374,11 @@ impl WorkerInner {
         // A panic while holding this lock cannot leave the counters half-updated in a way that
         // matters more than stopping the worker would, so poisoning is ignored.
         self.slots.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn lock_in_flight(&self) -> MutexGuard<'_, HashMap<String, InFlight>> {
+        // As for the slots: a record is inserted or removed whole.
+        self.in_flight.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub(crate) fn origin(self: &Arc<Self>) -> Origin {
@@ -689,7 +505,7 @@ impl WorkerInner {
             return;
         }
         for task in tasks {
-            slots.ready.push_back(ClaimedTask { task, server });
+            slots.ready.push_back(Buffered { task, server });
         }
         drop(slots);
         // The executor that waited last gets the task: under load that is the one that just
@@ -697,13 +513,6 @@ impl WorkerInner {
         // others sleep (first-in-first-out wakes a different host thread per task, and with
         // Python threads each wake is a GIL hand-off).
         self.task_ready.notify_last();
-    }
-
-    fn is_stopping(&self) -> bool {
-        matches!(
-            *self.state.borrow(),
-            WorkerState::Stopping | WorkerState::Stopped
-        )
     }
 
     /// Downloads a task's externalized input, then buffers the task; a task whose input cannot
@@ -790,7 +599,7 @@ impl WorkerInner {
 
     /// Gives every buffered task back to its server (at stop: no executor will start them).
     pub(crate) fn give_back_buffered(self: &Arc<Self>) -> usize {
-        let tasks: Vec<ClaimedTask> = self.lock_slots().ready.drain(..).collect();
+        let tasks: Vec<Buffered> = self.lock_slots().ready.drain(..).collect();
         for t in &tasks {
             self.deliveries.give_back(t.server, &t.task, self.origin());
         }
@@ -799,66 +608,6 @@ impl WorkerInner {
 
     pub(crate) fn running(&self) -> usize {
         self.in_flight.lock().map(|f| f.len()).unwrap_or(0)
-    }
-
-    /// Records a task handed to an executor, and starts its lease extension.
-    fn start(self: &Arc<Self>, claimed: &ClaimedTask) {
-        let task = &claimed.task;
-        let lease = self.lease_extension(claimed);
-        if let Ok(mut f) = self.in_flight.lock() {
-            let previous = f.insert(
-                task.task_id.clone(),
-                InFlight {
-                    server: claimed.server,
-                    started: Instant::now(),
-                    lease,
-                },
-            );
-            if let Some(InFlight {
-                lease: Some(old), ..
-            }) = previous
-            {
-                old.abort();
-            }
-        }
-        self.metrics.running.fetch_add(1, Ordering::Relaxed);
-        if self.events.enabled() {
-            self.events.emit(Event::ExecutionStarted {
-                task_type: self.options.task_type.clone(),
-                task_id: task.task_id.clone(),
-                server: claimed.server,
-            });
-        }
-    }
-
-    /// Heartbeats at 80 % of the task's response timeout while it runs, so a long task is not
-    /// timed out and handed to another worker.
-    fn lease_extension(&self, claimed: &ClaimedTask) -> Option<AbortHandle> {
-        let timeout = claimed.task.response_timeout_seconds;
-        if !self.options.lease_extend || timeout == 0 {
-            return None;
-        }
-        let server = self.servers.client(claimed.server).cloned()?;
-        let interval = Duration::from_millis(timeout * 800).max(Duration::from_millis(200));
-        let (task_id, workflow_id) = (
-            claimed.task.task_id.clone(),
-            claimed.task.workflow_instance_id.clone(),
-        );
-        let task = self.handle.spawn(async move {
-            let mut next = interval;
-            loop {
-                tokio::time::sleep(next).await;
-                match server.extend_lease(&task_id, &workflow_id).await {
-                    Ok(UpdateOutcome::Delivered { .. }) => next = interval,
-                    Ok(UpdateOutcome::TaskGone) => return,
-                    Err(e) => {
-                        tracing::warn!(task_id, error = %e, "lease extension failed; retrying sooner");
-                        next = (interval / 4).max(Duration::from_millis(200));
-                    }
-                }
-            }
-        });
-        Some(task.abort_handle())
     }
 }
 

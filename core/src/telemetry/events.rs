@@ -73,6 +73,14 @@ pub enum Event {
         /// Time from hand-out to result.
         duration: Duration,
     },
+    /// An executor dropped a task without a result: its lease is no longer extended and the
+    /// server hands it out again after its response timeout.
+    TaskAbandoned {
+        /// Task type.
+        task_type: String,
+        /// Task id.
+        task_id: String,
+    },
     /// The server accepted a result.
     UpdateDelivered {
         /// Task type.
@@ -191,6 +199,7 @@ impl Event {
             Event::ExecutionStarted { .. } => "execution_started",
             Event::ExecutionCompleted { .. } => "execution_completed",
             Event::ExecutionFailed { .. } => "execution_failed",
+            Event::TaskAbandoned { .. } => "task_abandoned",
             Event::UpdateDelivered { .. } => "update_delivered",
             Event::UpdateFailed { .. } => "update_failed",
             Event::WorkerStateChanged { .. } => "worker_state_changed",
@@ -240,6 +249,7 @@ impl Event {
                 task_id,
                 duration,
             } => vec![tt(task_type), id(task_id), secs(duration)],
+            Event::TaskAbandoned { task_type, task_id } => vec![tt(task_type), id(task_id)],
             Event::ExecutionFailed {
                 task_type,
                 task_id,

@@ -4,14 +4,22 @@
 //! The hot path never touches the host: a record at or above the level the host asked for is
 //! formatted and pushed into a bounded per-process queue (dropped when the queue is full, so a
 //! slow logger never stalls polling); one host thread drains it with [`next_batch`]. Records
-//! of other crates are not collected. After `fork` the child starts with an empty queue of its
-//! own.
+//! of other crates are not collected.
+//!
+//! Fork-safe: the queue is found through an atomic pointer tagged with the process's place in
+//! its fork lineage (counted by a `pthread_atfork` handler, so no `getpid` per record), and no
+//! lock is taken on the way in. A forked child, which may have inherited the parent's queue
+//! with its receiving lock held, makes a queue of its own and leaks the parent's.
 
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
-use std::sync::{Arc, Mutex, Once};
-use std::time::{Duration, Instant, SystemTime};
+use std::sync::atomic::{AtomicPtr, AtomicU8, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::{Mutex, Once};
+use std::time::{Duration, SystemTime};
+
+use super::pull::drain;
+use crate::host::lineage;
+use crate::runner::Cancel;
 
 use tracing::field::{Field, Visit};
 use tracing::subscriber::Interest;
@@ -37,8 +45,14 @@ pub struct LogRecord {
 static MAX_LEVEL: AtomicU8 = AtomicU8::new(0);
 static INSTALL: Once = Once::new();
 
-type Queue = (SyncSender<LogRecord>, Arc<Mutex<Receiver<LogRecord>>>);
-static QUEUES: Mutex<Option<(u32, Queue)>> = Mutex::new(None);
+/// The queue of one process: made by the first record or drain in it.
+struct Queue {
+    lineage: (u32, Option<u32>),
+    tx: SyncSender<LogRecord>,
+    rx: Mutex<Receiver<LogRecord>>,
+}
+
+static QUEUE_OF_PROCESS: AtomicPtr<Queue> = AtomicPtr::new(std::ptr::null_mut());
 
 fn severity(level: &Level) -> u8 {
     match *level {
@@ -50,16 +64,32 @@ fn severity(level: &Level) -> u8 {
     }
 }
 
-fn queue() -> Queue {
-    let pid = std::process::id();
-    let mut slot = QUEUES.lock().unwrap_or_else(|p| p.into_inner());
-    match slot.as_ref() {
-        Some((owner, q)) if *owner == pid => q.clone(),
-        _ => {
-            let (tx, rx) = sync_channel(QUEUE);
-            let q = (tx, Arc::new(Mutex::new(rx)));
-            *slot = Some((pid, q.clone()));
-            q
+/// This process's queue, made on first use (in a forked child: made anew).
+fn queue() -> &'static Queue {
+    let lineage = lineage();
+    let current = QUEUE_OF_PROCESS.load(Ordering::Acquire);
+    // SAFETY: a non-null pointer was made by `Box::leak` below and is never freed.
+    if let Some(queue) = unsafe { current.as_ref() }
+        && queue.lineage == lineage
+    {
+        return queue;
+    }
+    let (tx, rx) = sync_channel(QUEUE);
+    let fresh = Box::into_raw(Box::new(Queue {
+        lineage,
+        tx,
+        rx: Mutex::new(rx),
+    }));
+    match QUEUE_OF_PROCESS.compare_exchange(current, fresh, Ordering::AcqRel, Ordering::Acquire) {
+        // SAFETY: `fresh` was just leaked above; the inherited queue is leaked, never freed.
+        Ok(_) => unsafe { &*fresh },
+        Err(installed) => {
+            // Another thread of this process made one first: use it, free ours.
+            // SAFETY: `fresh` was never shared; `installed` is a leaked queue.
+            unsafe {
+                drop(Box::from_raw(fresh));
+                &*installed
+            }
         }
     }
 }
@@ -71,7 +101,8 @@ fn queue() -> Queue {
 /// ```
 /// use conductor_worker::telemetry::host_log;
 /// host_log::collect(Some(tracing::Level::INFO));
-/// assert!(host_log::next_batch(10, std::time::Duration::ZERO).is_empty());
+/// let never = conductor_worker::Cancel::new();
+/// assert!(host_log::next_batch(10, std::time::Duration::ZERO, &never).is_empty());
 /// ```
 pub fn collect(level: Option<Level>) {
     MAX_LEVEL.store(level.as_ref().map_or(0, severity), Ordering::Relaxed);
@@ -82,24 +113,12 @@ pub fn collect(level: Option<Level>) {
     tracing::callsite::rebuild_interest_cache();
 }
 
-/// Up to `max` records: waits up to `wait` for the first, then takes what is already queued.
-/// Empty when nothing came. One host thread should drain; several may, each getting some.
-pub fn next_batch(max: usize, wait: Duration) -> Vec<LogRecord> {
-    let (_, rx) = queue();
-    let rx = rx.lock().unwrap_or_else(|p| p.into_inner());
-    let mut batch = Vec::new();
-    let until = Instant::now() + wait;
-    match rx.recv_timeout(until.saturating_duration_since(Instant::now())) {
-        Ok(r) => batch.push(r),
-        Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => return batch,
-    }
-    while batch.len() < max {
-        match rx.try_recv() {
-            Ok(r) => batch.push(r),
-            Err(_) => break,
-        }
-    }
-    batch
+/// Up to `max` records: waits up to `wait` for the first (less if `cancel` fires), then takes
+/// what is already queued. Empty when nothing came. One host thread should drain; several may,
+/// each getting some.
+pub fn next_batch(max: usize, wait: Duration, cancel: &Cancel) -> Vec<LogRecord> {
+    let rx = queue().rx.lock().unwrap_or_else(|p| p.into_inner());
+    drain(&rx, max, wait, cancel)
 }
 
 struct HostLayer;
@@ -131,7 +150,7 @@ impl<S: Subscriber> Layer<S> for HostLayer {
                 .unwrap_or(0.0),
         };
         // A full queue means the host cannot keep up: lose records, never stall the core.
-        let _ = queue().0.try_send(record);
+        let _ = queue().tx.try_send(record);
     }
 }
 
@@ -156,5 +175,46 @@ impl Visit for Message {
         } else {
             let _ = write!(self.fields, " {}={value:?}", field.name());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A child forked while the parent's drain thread waits on the queue (holding its lock)
+    /// logs and drains on a queue of its own instead of waiting forever for the parent's.
+    #[test]
+    fn a_forked_child_gets_a_queue_of_its_own() {
+        collect(Some(Level::WARN));
+        let never = Cancel::new();
+        let drainer = std::thread::spawn(move || next_batch(1, Duration::from_secs(3), &never));
+        std::thread::sleep(Duration::from_millis(200));
+        // SAFETY: the child only logs through the core's subscriber, drains and exits.
+        let child = unsafe { libc::fork() };
+        assert!(child >= 0, "fork failed");
+        if child == 0 {
+            tracing::warn!(target: "conductor_worker::fork_test", "from the child");
+            let got = next_batch(10, Duration::from_secs(2), &Cancel::new());
+            let ok = got.iter().any(|r| r.message == "from the child");
+            // SAFETY: ends the child at once, running nothing of the parent's.
+            unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let mut status = 0;
+        // SAFETY: polls the child made above.
+        while unsafe { libc::waitpid(child, &mut status, libc::WNOHANG) } == 0 {
+            if std::time::Instant::now() > deadline {
+                // SAFETY: the child made above, stuck.
+                unsafe { libc::kill(child, libc::SIGKILL) };
+                panic!("the forked child hung on the parent's log queue");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(
+            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+            "{status}"
+        );
+        let _ = drainer.join();
     }
 }

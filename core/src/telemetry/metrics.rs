@@ -78,6 +78,8 @@ pub struct WorkerMetrics {
     pub running: AtomicI64,
     /// `worker_restart_total`
     pub restarts: AtomicU64,
+    /// `task_abandoned_total`: tasks an executor dropped without a result
+    pub abandoned: AtomicU64,
     /// `external_payload_used_total{operation="READ",payloadType="TASK_INPUT"}`
     pub external_reads: AtomicU64,
     /// `external_payload_used_total{operation="WRITE",payloadType="TASK_OUTPUT"}`
@@ -118,7 +120,7 @@ impl Registry {
             })
             .unwrap_or_default();
         let mut out = String::with_capacity(4096);
-        let counters: [(&str, &str, CounterOf); 5] = [
+        let counters: [(&str, &str, CounterOf); 6] = [
             ("task_poll_total", "Polls sent", |m| &m.polls),
             ("task_poll_error_total", "Polls that failed", |m| {
                 &m.poll_errors
@@ -137,6 +139,11 @@ impl Registry {
                 "worker_restart_total",
                 "Poll loops restarted by the supervisor",
                 |m| &m.restarts,
+            ),
+            (
+                "task_abandoned_total",
+                "Tasks an executor dropped without a result",
+                |m| &m.abandoned,
             ),
         ];
         for (name, help, get) in counters {

@@ -169,7 +169,7 @@ pub async fn claim(worker: &Worker, n: usize) -> Vec<ClaimedTask> {
         let more = n - claimed.len();
         claimed.extend(
             worker
-                .next_tasks(more, Some(Duration::from_secs(5)))
+                .take(more, Some(Duration::from_secs(5)), None)
                 .await
                 .unwrap(),
         );
@@ -177,15 +177,20 @@ pub async fn claim(worker: &Worker, n: usize) -> Vec<ClaimedTask> {
     claimed
 }
 
+/// One task of `worker`, waiting up to 5 s for it.
+pub async fn take_one(worker: &Worker) -> ClaimedTask {
+    let mut taken = worker
+        .take(1, Some(Duration::from_secs(5)), None)
+        .await
+        .unwrap();
+    taken.pop().expect("no task within 5 s")
+}
+
 /// Completes every task in `claimed` with `output`.
-pub fn complete_all(worker: &Worker, claimed: &[ClaimedTask], output: &Map<String, Value>) {
+pub fn complete_all(claimed: Vec<ClaimedTask>, output: &Map<String, Value>) {
     for c in claimed {
-        worker
-            .complete(TaskResult::completed(
-                &c.task.task_id,
-                &c.task.workflow_instance_id,
-                output.clone(),
-            ))
+        c.claim
+            .complete(TaskResult::completed("", "", output.clone()))
             .unwrap();
     }
 }

@@ -1,4 +1,4 @@
-//! What a host-language binding (Python, Ruby) needs to survive `fork`: one tokio runtime per
+//! What a binding needs to survive `fork`: one tokio runtime per
 //! process, built again in a forked child, and values that a child must neither use nor drop.
 //!
 //! After `fork` only the forking thread exists in the child: the parent's runtime has no
@@ -66,7 +66,7 @@ extern "C" fn count_fork_in_child() {
 
 /// This process's place in its fork lineage: `(forks counted, pid)`. The pid is read only when
 /// the fork handler could not be installed.
-fn lineage() -> (u32, Option<u32>) {
+pub(crate) fn lineage() -> (u32, Option<u32>) {
     WATCH_FORKS.call_once(|| {
         // SAFETY: the handler touches nothing but a static atomic.
         let installed = unsafe { libc::pthread_atfork(None, None, Some(count_fork_in_child)) } == 0;
@@ -112,6 +112,18 @@ impl<T> ProcessBound<T> {
             Ok(&self.value)
         } else {
             Err(self.pid)
+        }
+    }
+
+    /// The value itself, or `Err(pid of its process)` in a forked child (the value is then
+    /// leaked, never dropped).
+    pub fn into_inner(self) -> Result<T, u32> {
+        let mut this = ManuallyDrop::new(self);
+        if this.in_own_process() {
+            // SAFETY: `this` is never dropped, so the value is taken out exactly once.
+            Ok(unsafe { ManuallyDrop::take(&mut this.value) })
+        } else {
+            Err(this.pid)
         }
     }
 }
