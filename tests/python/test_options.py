@@ -74,3 +74,10 @@ def test_options_reach_the_core_by_name() -> None:
     )
     assert (worker.concurrency, worker.poll_interval, worker.poll_timeout, worker.domain) == (3, 0.25, 2.0, "blue")
     assert runtime.servers() == ["http://127.0.0.1:1/api"]
+
+
+def test_the_readme_documents_every_worker_option() -> None:
+    readme = (ROOT / "README.md").read_text()
+    table = readme[readme.index("| prop | default | meaning |") :].split("\n\n")[0]
+    for option in _native.option_tables()["worker"]:
+        assert any(f"`{name}`" in table for name in option["env"]), f"README's table lacks {option['name']}"
