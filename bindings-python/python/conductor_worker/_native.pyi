@@ -1,15 +1,34 @@
-"""Type stubs of the Rust extension (bindings-python/src). Users import ``conductor_worker``."""
+"""Type stubs of the Rust extension (bindings-python/src). Users import ``conductor_worker``.
 
-from collections.abc import Mapping
-from typing import Any
+Written by hand; ``mypy.stubtest`` checks them against the built extension (tests/run_all.sh).
+Options, outputs and task definitions are converted by ``json::object_from_py``, which takes a
+``dict`` only (any other mapping is refused), hence ``dict`` rather than ``Mapping`` below.
+The classes are ``#[pyclass(frozen)]``: not subclassable, and instances come from the runtime
+(``Task`` and ``Worker`` have no constructor).
+"""
+
+from typing import Any, final
+
+__all__ = [
+    "Runtime",
+    "Task",
+    "Worker",
+    "check_worker_options",
+    "core_version",
+    "error_kinds",
+    "next_log_records",
+    "option_tables",
+    "set_log_level",
+]
 
 def core_version() -> str: ...
 def option_tables() -> dict[str, list[dict[str, Any]]]: ...
 def error_kinds() -> list[tuple[str, list[str]]]: ...
-def check_worker_options(task_type: str, options: Mapping[str, Any] | None = None) -> None: ...
+def check_worker_options(task_type: str, options: dict[str, Any] | None = None) -> None: ...
 def set_log_level(level: int) -> None: ...
 def next_log_records(max: int, timeout: float) -> list[tuple[int, str, str, float]]: ...
 
+@final
 class Task:
     """A task handed to this process."""
 
@@ -50,6 +69,7 @@ class Task:
     @property
     def output_data(self) -> dict[str, Any]: ...
 
+@final
 class Worker:
     @property
     def task_type(self) -> str: ...
@@ -76,7 +96,7 @@ class Worker:
         self,
         task: Task,
         status: str,
-        output: Any = None,
+        output: dict[str, Any] | None = None,
         reason: str | None = None,
         callback_after_seconds: int | None = None,
         logs: list[str] | None = None,
@@ -87,9 +107,10 @@ class Worker:
     def interrupt(self) -> None: ...
     def health(self) -> dict[str, Any]: ...
 
+@final
 class Runtime:
-    def __init__(self, options: Mapping[str, Any] | None = None) -> None: ...
-    def add_worker(self, task_type: str, options: Mapping[str, Any] | None = None) -> Worker: ...
+    def __new__(cls, options: dict[str, Any] | None = None) -> Runtime: ...
+    def add_worker(self, task_type: str, options: dict[str, Any] | None = None) -> Worker: ...
     def start(self) -> None: ...
     def stop(self, timeout: float = 30.0) -> dict[str, int]: ...
     def kill(self) -> dict[str, int]: ...
