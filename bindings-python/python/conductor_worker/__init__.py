@@ -12,7 +12,6 @@ The core (polling, routing across servers, lease extension, result delivery, jou
 metrics) is Rust; Python only runs the task functions.
 """
 
-from conductor_worker import _logging as _logging  # installs the log forwarding
 from conductor_worker._native import Task, core_version
 from conductor_worker._options import RuntimeOptions, WorkerOptions
 from conductor_worker.context import TaskContext, current_task

@@ -58,136 +58,169 @@ def _is_pydantic_model(tp: Any) -> bool:
 def converter(tp: Any) -> Converter:
     """A function converting a JSON value to ``tp``; raises InputMismatch naming the path."""
     if tp is _MISSING or tp is Any or tp is object:
-        return lambda v, path: v
+        return _unchecked
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if origin in _UNION_TYPES:
-        options = [converter(a) for a in args if a is not _NONE_TYPE]
-        nullable = _NONE_TYPE in args
-
-        def union(v: Any, path: str) -> Any:
-            if v is None and nullable:
-                return None
-            errors = []
-            for option in options:
-                try:
-                    return option(v, path)
-                except InputMismatch as e:
-                    errors.append(str(e))
-            raise InputMismatch(errors[0] if len(errors) == 1 else f"{path}: no type of {tp} fits {_describe(v)}")
-
-        return union
+        return _union_converter(tp, args)
     if origin is typing.Literal:
-        allowed = args
-
-        def literal(v: Any, path: str) -> Any:
-            if v in allowed:
-                return v
-            raise InputMismatch(f"{path} should be one of {list(allowed)}, got {_describe(v)}")
-
-        return literal
+        return _literal_converter(args)
     if origin in (list, Sequence, set, frozenset) or tp in (list, set, frozenset):
-        item = converter(args[0]) if args else converter(Any)
-        build: Callable[[Any], Any] = set if origin is set or tp is set else list
-        if origin is frozenset or tp is frozenset:
-            build = frozenset
-
-        def sequence(v: Any, path: str) -> Any:
-            if not isinstance(v, list):
-                raise InputMismatch(f"{path} should be a list, got {_describe(v)}")
-            return build(item(x, f"{path}[{i}]") for i, x in enumerate(v))
-
-        return sequence
+        kind = origin or tp
+        build = set if kind is set else frozenset if kind is frozenset else list
+        return _sequence_converter(converter(args[0] if args else Any), build)
     if origin is tuple or tp is tuple:
-        if args and not (len(args) == 2 and args[1] is Ellipsis):
-            items = [converter(a) for a in args]
-
-            def fixed_tuple(v: Any, path: str) -> Any:
-                if not isinstance(v, list) or len(v) != len(items):
-                    raise InputMismatch(f"{path} should be a list of {len(items)} items, got {_describe(v)}")
-                return tuple(c(x, f"{path}[{i}]") for i, (c, x) in enumerate(zip(items, v)))
-
-            return fixed_tuple
-        item = converter(args[0]) if args else converter(Any)
-
-        def var_tuple(v: Any, path: str) -> Any:
-            if not isinstance(v, list):
-                raise InputMismatch(f"{path} should be a list, got {_describe(v)}")
-            return tuple(item(x, f"{path}[{i}]") for i, x in enumerate(v))
-
-        return var_tuple
+        return _tuple_converter(args)
     if origin in (dict, Mapping) or tp is dict:
-        value = converter(args[1]) if len(args) == 2 else converter(Any)
+        return _dict_converter(converter(args[1] if len(args) == 2 else Any))
+    for scalar, convert in _SCALARS:
+        if tp is scalar:
+            return convert
+    return _class_converter(tp)
 
-        def mapping(v: Any, path: str) -> Any:
-            if not isinstance(v, dict):
-                raise InputMismatch(f"{path} should be an object (dict), got {_describe(v)}")
-            return {k: value(x, f"{path}[{k!r}]") for k, x in v.items()}
 
-        return mapping
-    if tp is bool:
+def _unchecked(v: Any, path: str) -> Any:
+    return v
 
-        def boolean(v: Any, path: str) -> Any:
-            if isinstance(v, bool):
-                return v
-            raise InputMismatch(f"{path} should be a bool, got {_describe(v)}")
 
-        return boolean
-    if tp is int:
+# -- containers ----------------------------------------------------------------------------------
 
-        def integer(v: Any, path: str) -> Any:
-            if isinstance(v, int) and not isinstance(v, bool):
-                return v
-            if isinstance(v, float) and v.is_integer():
-                return int(v)
-            raise InputMismatch(f"{path} should be an int, got {_describe(v)}")
 
-        return integer
-    if tp is float:
+def _union_converter(tp: Any, args: tuple[Any, ...]) -> Converter:
+    options = [converter(a) for a in args if a is not _NONE_TYPE]
+    nullable = _NONE_TYPE in args
 
-        def number(v: Any, path: str) -> Any:
-            if isinstance(v, (int, float)) and not isinstance(v, bool):
-                return float(v)
-            raise InputMismatch(f"{path} should be a number, got {_describe(v)}")
-
-        return number
-    if tp is str:
-
-        def string(v: Any, path: str) -> Any:
-            if isinstance(v, str):
-                return v
-            raise InputMismatch(f"{path} should be a str, got {_describe(v)}")
-
-        return string
-    if isinstance(tp, type) and issubclass(tp, enum.Enum):
-
-        def enumeration(v: Any, path: str) -> Any:
+    def union(v: Any, path: str) -> Any:
+        if v is None and nullable:
+            return None
+        errors = []
+        for option in options:
             try:
-                return tp(v)
-            except ValueError:
-                raise InputMismatch(f"{path} should be one of {[m.value for m in tp]}, got {_describe(v)}") from None
+                return option(v, path)
+            except InputMismatch as e:
+                errors.append(str(e))
+        raise InputMismatch(errors[0] if len(errors) == 1 else f"{path}: no type of {tp} fits {_describe(v)}")
 
-        return enumeration
-    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+    return union
+
+
+def _literal_converter(allowed: tuple[Any, ...]) -> Converter:
+    def literal(v: Any, path: str) -> Any:
+        if v in allowed:
+            return v
+        raise InputMismatch(f"{path} should be one of {list(allowed)}, got {_describe(v)}")
+
+    return literal
+
+
+def _sequence_converter(item: Converter, build: Callable[[Any], Any]) -> Converter:
+    """A JSON list, each item converted, collected by ``build`` (list, set, frozenset, tuple)."""
+
+    def sequence(v: Any, path: str) -> Any:
+        if not isinstance(v, list):
+            raise InputMismatch(f"{path} should be a list, got {_describe(v)}")
+        return build(item(x, f"{path}[{i}]") for i, x in enumerate(v))
+
+    return sequence
+
+
+def _tuple_converter(args: tuple[Any, ...]) -> Converter:
+    if not args or (len(args) == 2 and args[1] is Ellipsis):  # tuple, tuple[X, ...]
+        return _sequence_converter(converter(args[0] if args else Any), tuple)
+    items = [converter(a) for a in args]
+
+    def fixed_tuple(v: Any, path: str) -> Any:
+        if not isinstance(v, list) or len(v) != len(items):
+            raise InputMismatch(f"{path} should be a list of {len(items)} items, got {_describe(v)}")
+        return tuple(c(x, f"{path}[{i}]") for i, (c, x) in enumerate(zip(items, v)))
+
+    return fixed_tuple
+
+
+def _dict_converter(value: Converter) -> Converter:
+    def mapping(v: Any, path: str) -> Any:
+        if not isinstance(v, dict):
+            raise InputMismatch(f"{path} should be an object (dict), got {_describe(v)}")
+        return {k: value(x, f"{path}[{k!r}]") for k, x in v.items()}
+
+    return mapping
+
+
+# -- scalars -------------------------------------------------------------------------------------
+
+
+def _boolean(v: Any, path: str) -> Any:
+    if isinstance(v, bool):
+        return v
+    raise InputMismatch(f"{path} should be a bool, got {_describe(v)}")
+
+
+def _integer(v: Any, path: str) -> Any:
+    if isinstance(v, int) and not isinstance(v, bool):
+        return v
+    if isinstance(v, float) and v.is_integer():
+        return int(v)
+    raise InputMismatch(f"{path} should be an int, got {_describe(v)}")
+
+
+def _number(v: Any, path: str) -> Any:
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        return float(v)
+    raise InputMismatch(f"{path} should be a number, got {_describe(v)}")
+
+
+def _string(v: Any, path: str) -> Any:
+    if isinstance(v, str):
+        return v
+    raise InputMismatch(f"{path} should be a str, got {_describe(v)}")
+
+
+# Compared by identity, not looked up: an annotation can be any object, even an unhashable one.
+_SCALARS: tuple[tuple[type, Converter], ...] = ((bool, _boolean), (int, _integer), (float, _number), (str, _string))
+
+
+# -- classes -------------------------------------------------------------------------------------
+
+
+def _class_converter(tp: Any) -> Converter:
+    if not isinstance(tp, type):
+        return _unchecked  # TypeVars, NewTypes, ...: not checked
+    if issubclass(tp, enum.Enum):
+        return _enum_converter(tp)
+    if dataclasses.is_dataclass(tp):
         return _dataclass_converter(tp)
     if _is_pydantic_model(tp):
+        return _model_converter(tp)
+    return _instance_converter(tp)
 
-        def model(v: Any, path: str) -> Any:
-            try:
-                return tp.model_validate(v)
-            except Exception as e:  # pydantic.ValidationError, without importing pydantic
-                raise InputMismatch(f"{path} does not fit {tp.__name__}: {e}") from None
 
-        return model
-    if isinstance(tp, type):
+def _enum_converter(tp: type[enum.Enum]) -> Converter:
+    def enumeration(v: Any, path: str) -> Any:
+        try:
+            return tp(v)
+        except ValueError:
+            raise InputMismatch(f"{path} should be one of {[m.value for m in tp]}, got {_describe(v)}") from None
 
-        def instance(v: Any, path: str) -> Any:
-            if isinstance(v, tp):
-                return v
-            raise InputMismatch(f"{path} should be a {tp.__name__}, got {_describe(v)}")
+    return enumeration
 
-        return instance
-    return lambda v, path: v  # TypeVars, Protocols, ...: not checked
+
+def _model_converter(tp: Any) -> Converter:
+    def model(v: Any, path: str) -> Any:
+        try:
+            return tp.model_validate(v)
+        except Exception as e:  # pydantic.ValidationError, without importing pydantic
+            raise InputMismatch(f"{path} does not fit {tp.__name__}: {e}") from None
+
+    return model
+
+
+def _instance_converter(tp: type) -> Converter:
+    def instance(v: Any, path: str) -> Any:
+        if isinstance(v, tp):
+            return v
+        raise InputMismatch(f"{path} should be a {tp.__name__}, got {_describe(v)}")
+
+    return instance
 
 
 def _hints(obj: Any) -> dict[str, Any]:
@@ -262,14 +295,14 @@ class Binder:
         self.takes_nothing = not named and not self.var_keyword
         self._ready = True
 
-    def bind(self, task: Task, input_data: dict[str, Any] | None = None) -> tuple[list[Any], dict[str, Any]]:
+    def bind(self, task: Task) -> tuple[list[Any], dict[str, Any]]:
         if not self._ready:
             self._resolve()
         if self.whole_task:
             return [task], {}
         if self.takes_nothing:
             return [], {}
-        data = task.input_data if input_data is None else input_data
+        data = task.input_data
         args: list[Any] = []
         kwargs: dict[str, Any] = dict.fromkeys(self.task_params, task) if self.task_params else {}
         for name, conv, default, positional in self.params:

@@ -84,7 +84,6 @@ class Event:
             raise AttributeError(name) from None
 
 
-ServerLike = Union[str, Server]
 WorkerLike = Union[WorkerSpec, Callable[..., Any]]
 
 _runners: weakref.WeakSet[Runner] = weakref.WeakSet()
@@ -139,7 +138,6 @@ class Runner:
         self._executors: list[_Executor] = []
         self._listeners: list[Callable[[Event], None]] = []
         self._events_thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: threading.Thread | None = None
         self._state = "created"
         self._state_lock = threading.Lock()
@@ -183,18 +181,8 @@ class Runner:
         if loop is not None:
             self._start_loop(loop, async_executors)
         for ex in self._executors:
-            if ex.spec.is_async:
-                continue
-            if ex.spec.isolation == "process":
-                ex.pool = concurrent.futures.ProcessPoolExecutor(
-                    max_workers=ex.native.concurrency, mp_context=self._mp_context
-                )
-            for i in range(ex.native.concurrency):
-                t = threading.Thread(
-                    target=self._thread_loop, args=(ex,), name=f"conductor-{ex.spec.task_type}-{i}", daemon=True
-                )
-                ex.threads.append(t)
-                t.start()
+            if not ex.spec.is_async:
+                self._start_threads(ex)
         with self._state_lock:
             self._state = "running"
         _runners.add(self)
@@ -387,6 +375,19 @@ class Runner:
 
     # -- thread executors ---------------------------------------------------------------------
 
+    def _start_threads(self, ex: _Executor) -> None:
+        if ex.spec.isolation == "process":
+            ex.pool = self._new_pool(ex)
+        for i in range(ex.native.concurrency):
+            t = threading.Thread(
+                target=self._thread_loop, args=(ex,), name=f"conductor-{ex.spec.task_type}-{i}", daemon=True
+            )
+            ex.threads.append(t)
+            t.start()
+
+    def _new_pool(self, ex: _Executor) -> concurrent.futures.ProcessPoolExecutor:
+        return concurrent.futures.ProcessPoolExecutor(max_workers=ex.native.concurrency, mp_context=self._mp_context)
+
     def _thread_loop(self, ex: _Executor) -> None:
         native = ex.native
         run = self._run_in_pool if ex.pool is not None else _execute
@@ -422,9 +423,7 @@ class Runner:
             outcome = future.result()
         except Exception as e:
             if isinstance(e, concurrent.futures.process.BrokenProcessPool):
-                ex.pool = concurrent.futures.ProcessPoolExecutor(
-                    max_workers=ex.native.concurrency, mp_context=self._mp_context
-                )
+                ex.pool = self._new_pool(ex)
             reason = f"the worker process failed: {type(e).__name__}: {e}"
             _send(ex, task, "FAILED", reason=reason, logs=[*ctx.logs, traceback.format_exc()])
             return
@@ -439,7 +438,6 @@ class Runner:
         return loop
 
     def _start_loop(self, loop: asyncio.AbstractEventLoop, executors: list[_Executor]) -> None:
-        self._loop = loop
         ready = threading.Event()
 
         def main() -> None:
