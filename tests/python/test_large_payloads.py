@@ -80,8 +80,9 @@ def test_an_input_no_worker_can_read_fails_without_calling_the_function(no_uri: 
         wait_for(lambda: any(e.kind == "external_payload_failed" for e in events), 5, "the event")
     assert calls == []
     assert task["status"] == "FAILED_WITH_TERMINAL_ERROR"
-    reason = task["reasonForIncompletion"]
-    assert "external payload" in reason and task["externalInputPayloadStoragePath"] in reason, reason
+    reason, path = task["reasonForIncompletion"], task["externalInputPayloadStoragePath"]
+    assert path, "the dev server did not externalize the input"
+    assert "external payload" in reason and path in reason, reason
 
 
 def test_the_threshold_decides_which_outputs_are_uploaded(uploading: Dev) -> None:

@@ -9,35 +9,64 @@ import threading
 import urllib.request
 
 import pytest
-from conductor_worker import Event, Runner, worker
+from conductor_worker import Event, Runner, _logging, worker
 
 from conftest import Dev, Server, unique, wait_for
 from tools.conductor_server import ConductorServer
 from tools.devserver import devserver
 
 FAST = {"poll_timeout": 0.2, "poll_interval": 0.05}
+# Nothing listens there: polls fail at once. The first failure is a warning, the next ones are
+# debug records, and the third opens the server's circuit breaker (another warning).
+REFUSING = "http://127.0.0.1:9/api"
 
 
-def test_core_logs_reach_python_logging(dev: Dev, caplog: pytest.LogCaptureFixture) -> None:
+def test_core_logs_reach_python_logging_from_the_loggers_level_up(
+    dev: Dev, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
     task_type = unique("logs")
 
     @worker(task_type, **FAST)
     def f() -> None: ...
 
+    handed_over: list[int] = []
+    forward = _logging.forward
+
+    def spy(records: list[tuple[int, str, str, float]]) -> None:
+        handed_over.extend(level for level, *_ in records)
+        forward(records)
+
+    monkeypatch.setattr(_logging, "forward", spy)
     caplog.set_level(logging.INFO, logger="conductor_worker")
-    with Runner([f], servers=[dev.api_url], journal="off"):
+    with Runner([f], servers=[dev.api_url, REFUSING], journal="off"):
         wait_for(
-            lambda: any(
-                "worker state changed" in r.getMessage() and task_type in r.getMessage() for r in caplog.records
-            ),
-            5,
-            "the core's log record",
+            lambda: any("circuit breaker open" in (m := r.getMessage()) and REFUSING in m for r in caplog.records),
+            10,
+            "the breaker's warning, after the debug records of the failed polls before it",
         )
-    record = next(r for r in caplog.records if "worker state changed" in r.getMessage())
+    record = next(r for r in caplog.records if "worker state changed" in (m := r.getMessage()) and task_type in m)
     assert record.name.startswith("conductor_worker")
     assert record.levelno == logging.INFO
-    # Debug records are not forwarded while the logger is at INFO.
-    assert not any(r.levelno < logging.INFO for r in caplog.records)
+    # The core hands over nothing below the logger's level (it does not even format it).
+    assert min(handed_over) >= logging.INFO, sorted(set(handed_over))
+
+
+def test_forwarding_leaves_out_records_below_their_loggers_level(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="conductor_worker")
+    caplog.handler.setLevel(logging.NOTSET)  # so that only the forwarding can leave a record out
+    mark = unique("forwarded")
+    _logging.forward(
+        [
+            (logging.DEBUG, "conductor_worker::runner", f"{mark} quiet", 1.25),
+            (logging.WARNING, "conductor_worker::runner", f"{mark} loud", 1.5),
+            (logging.WARNING, "hyper::client", f"{mark} other", 2.0),
+        ]
+    )
+    # Records of conductor_worker's modules go to its child loggers, other crates' to the package's logger.
+    assert [(r.name, r.levelno, r.getMessage(), r.created) for r in caplog.records if mark in r.getMessage()] == [
+        ("conductor_worker.runner", logging.WARNING, f"{mark} loud", 1.5),
+        ("conductor_worker", logging.WARNING, f"{mark} other", 2.0),
+    ]
 
 
 def test_event_listeners_see_executions(dev: Dev) -> None:
