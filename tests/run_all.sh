@@ -89,7 +89,7 @@ install_prerequisites() {
 }
 
 rust_fmt() { cargo fmt --all -- --check; }
-rust_clippy() { cargo clippy --workspace --all-targets -- -D warnings; }
+rust_clippy() { cargo clippy --workspace --all-targets -- -D warnings -W clippy::too_many_lines; }
 rust_tests() { cargo test; }  # default members: core and dev server (unit, integration, doc tests)
 build_devserver() { cargo build --release -p conductor-devserver; }
 python_lint() { .venv/bin/ruff check tests && .venv/bin/ruff format --check tests; }

@@ -74,6 +74,7 @@ fn class_name(value: Value) -> String {
     unsafe { value.classname() }.into_owned()
 }
 
+/// `value` as JSON; `path` names it in errors, `depth` is how deep it is nested.
 fn from_ruby(ruby: &Ruby, value: Value, path: &str, depth: usize) -> Result<Json, Error> {
     if depth > MAX_DEPTH {
         return Err(type_error(
@@ -81,80 +82,112 @@ fn from_ruby(ruby: &Ruby, value: Value, path: &str, depth: usize) -> Result<Json
             format!("{path} is nested more than {MAX_DEPTH} levels deep (does it contain itself?)"),
         ));
     }
-    if value.is_nil() {
-        return Ok(Json::Null);
-    }
-    if value.is_kind_of(ruby.class_true_class()) {
-        return Ok(Json::Bool(true));
-    }
-    if value.is_kind_of(ruby.class_false_class()) {
-        return Ok(Json::Bool(false));
-    }
-    if let Some(s) = RString::from_value(value) {
-        return string(ruby, s, path).map(Json::String);
-    }
-    if let Some(s) = Symbol::from_value(value) {
-        return Ok(Json::String(s.name()?.into_owned()));
-    }
-    if let Some(i) = Integer::from_value(value) {
-        if let Ok(i) = i.to_i64() {
-            return Ok(Json::Number(i.into()));
-        }
-        if let Ok(u) = i.to_u64() {
-            return Ok(Json::Number(u.into()));
-        }
-        return Err(type_error(
-            ruby,
-            format!("{path} is an integer too large for JSON: {i}"),
-        ));
-    }
-    if let Some(f) = Float::from_value(value) {
-        let f = f.to_f64();
-        return Number::from_f64(f).map(Json::Number).ok_or_else(|| {
-            type_error(
-                ruby,
-                format!(
-                    "{path} is {f}, which JSON cannot represent (NaN and Infinity are not JSON)"
-                ),
-            )
-        });
+    if let Some(json) = scalar_from_ruby(ruby, value, path)? {
+        return Ok(json);
     }
     if let Some(array) = RArray::from_value(value) {
-        let mut items = Vec::with_capacity(array.len());
-        for i in 0..array.len() {
-            let item: Value = array.entry(i as isize)?;
-            items.push(from_ruby(ruby, item, &format!("{path}[{i}]"), depth + 1)?);
-        }
-        return Ok(Json::Array(items));
+        return array_from_ruby(ruby, array, path, depth).map(Json::Array);
     }
     if let Some(hash) = RHash::from_value(value) {
-        let mut map = Map::with_capacity(hash.len());
-        let mut failure = None;
-        hash.foreach(|key: Value, item: Value| {
-            let key = match hash_key(ruby, key, path) {
-                Ok(k) => k,
-                Err(e) => {
-                    failure = Some(e);
-                    return Ok(ForEach::Stop);
-                }
-            };
-            match from_ruby(ruby, item, &format!("{path}[{key:?}]"), depth + 1) {
-                Ok(v) => {
-                    map.insert(key, v);
-                    Ok(ForEach::Continue)
-                }
-                Err(e) => {
-                    failure = Some(e);
-                    Ok(ForEach::Stop)
-                }
-            }
-        })?;
-        return match failure {
-            Some(e) => Err(e),
-            None => Ok(Json::Object(map)),
-        };
+        return hash_from_ruby(ruby, hash, path, depth).map(Json::Object);
     }
-    // Structs and Data objects, and anything else with a Hash form.
+    converted_from_ruby(ruby, value, path, depth)
+}
+
+/// nil, true, false, a String, Symbol, Integer or Float as JSON; `None` for anything else.
+fn scalar_from_ruby(ruby: &Ruby, value: Value, path: &str) -> Result<Option<Json>, Error> {
+    if value.is_nil() {
+        return Ok(Some(Json::Null));
+    }
+    if value.is_kind_of(ruby.class_true_class()) {
+        return Ok(Some(Json::Bool(true)));
+    }
+    if value.is_kind_of(ruby.class_false_class()) {
+        return Ok(Some(Json::Bool(false)));
+    }
+    if let Some(s) = RString::from_value(value) {
+        return string(ruby, s, path).map(|s| Some(Json::String(s)));
+    }
+    if let Some(s) = Symbol::from_value(value) {
+        return Ok(Some(Json::String(s.name()?.into_owned())));
+    }
+    if let Some(i) = Integer::from_value(value) {
+        return integer(ruby, i, path).map(Some);
+    }
+    if let Some(f) = Float::from_value(value) {
+        return float(ruby, f, path).map(Some);
+    }
+    Ok(None)
+}
+
+fn integer(ruby: &Ruby, i: Integer, path: &str) -> Result<Json, Error> {
+    if let Ok(i) = i.to_i64() {
+        return Ok(Json::Number(i.into()));
+    }
+    if let Ok(u) = i.to_u64() {
+        return Ok(Json::Number(u.into()));
+    }
+    Err(type_error(
+        ruby,
+        format!("{path} is an integer too large for JSON: {i}"),
+    ))
+}
+
+fn float(ruby: &Ruby, f: Float, path: &str) -> Result<Json, Error> {
+    let f = f.to_f64();
+    Number::from_f64(f).map(Json::Number).ok_or_else(|| {
+        type_error(
+            ruby,
+            format!("{path} is {f}, which JSON cannot represent (NaN and Infinity are not JSON)"),
+        )
+    })
+}
+
+fn array_from_ruby(
+    ruby: &Ruby,
+    array: RArray,
+    path: &str,
+    depth: usize,
+) -> Result<Vec<Json>, Error> {
+    let mut items = Vec::with_capacity(array.len());
+    for i in 0..array.len() {
+        let item: Value = array.entry(i as isize)?;
+        items.push(from_ruby(ruby, item, &format!("{path}[{i}]"), depth + 1)?);
+    }
+    Ok(items)
+}
+
+fn hash_from_ruby(ruby: &Ruby, hash: RHash, path: &str, depth: usize) -> Result<JsonObject, Error> {
+    let mut map = Map::with_capacity(hash.len());
+    let mut failure = None;
+    hash.foreach(|key: Value, item: Value| {
+        let key = match hash_key(ruby, key, path) {
+            Ok(k) => k,
+            Err(e) => {
+                failure = Some(e);
+                return Ok(ForEach::Stop);
+            }
+        };
+        match from_ruby(ruby, item, &format!("{path}[{key:?}]"), depth + 1) {
+            Ok(v) => {
+                map.insert(key, v);
+                Ok(ForEach::Continue)
+            }
+            Err(e) => {
+                failure = Some(e);
+                Ok(ForEach::Stop)
+            }
+        }
+    })?;
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(map),
+    }
+}
+
+/// Structs and Data objects, and anything else with a Hash form; times and dates as their
+/// ISO 8601 text. Raises `TypeError` for anything else.
+fn converted_from_ruby(ruby: &Ruby, value: Value, path: &str, depth: usize) -> Result<Json, Error> {
     if value.respond_to("to_h", false)? {
         let hash: Value = value.funcall("to_h", ())?;
         if RHash::from_value(hash).is_some() {
@@ -212,4 +245,15 @@ pub(crate) fn field_to_ruby(ruby: &Ruby, field: EventField) -> Value {
         EventField::Float(f) => f.into_value_with(ruby),
         EventField::Bool(b) => b.into_value_with(ruby),
     }
+}
+
+/// A value the core describes as JSON (a health snapshot, a stop report) as Ruby objects,
+/// with Symbol keys.
+pub(crate) fn serialized_to_ruby(
+    ruby: &Ruby,
+    value: &impl serde::Serialize,
+) -> Result<Value, Error> {
+    let json = serde_json::to_value(value)
+        .map_err(|e| crate::errors::internal(format!("cannot describe a core value: {e}")))?;
+    Ok(to_ruby(ruby, &json, true))
 }

@@ -7,12 +7,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use super::{WorkerInner, WorkerState};
+use tokio::sync::watch;
+
+use super::{Reservation, WorkerInner, WorkerState};
 use crate::api::now_millis;
 use crate::backoff::Backoff;
 use crate::client::{Polled, ServerClient};
-use crate::cluster::{Admission, Cluster};
-use crate::error::Error;
+use crate::cluster::{Admission, Cluster, Member};
+use crate::error::{Error, Result};
 use crate::telemetry::Event;
 
 /// No progress is expected (the loop waits for capacity or for a resume).
@@ -81,10 +83,7 @@ impl PollLoop {
             ) {
                 return;
             }
-            tokio::select! {
-                _ = tokio::time::sleep(options.poll_timeout) => {}
-                _ = state.changed() => {}
-            }
+            sleep_unless_state_changes(&mut state, options.poll_timeout).await;
         }
         self.lane(1, deadline).await;
     }
@@ -107,155 +106,237 @@ impl PollLoop {
         tokio::time::sleep(Duration::from_millis(wait)).await;
     }
 
+    /// One poll after another while the worker runs: the breaker admits the server, free slots
+    /// are reserved, one poll fills them, and the answer sets the pause before the next.
     async fn lane(&self, lane: usize, deadline: &AtomicU64) {
-        let expect_progress_within = |d: Duration| {
-            let at = now_millis() as u64 + (d + STALL_SLACK).as_millis() as u64;
-            deadline.store(at, Ordering::Relaxed);
-        };
-        let worker = Arc::clone(&self.worker);
-        let options = &worker.options;
-        let task_type = options.task_type.as_str();
-        let mut state = worker.state.subscribe();
-        let mut empty_streak: u32 = 0;
-        let mut error_streak: u32 = 0;
+        let mut state = self.worker.state.subscribe();
+        let mut streaks = Streaks::default();
         loop {
-            let current = *state.borrow_and_update();
-            match current {
-                WorkerState::Stopping | WorkerState::Stopped => return,
-                WorkerState::Created | WorkerState::Paused => {
-                    deadline.store(NO_DEADLINE, Ordering::Relaxed);
-                    if state.changed().await.is_err() {
-                        return;
-                    }
-                    continue;
-                }
-                WorkerState::Running => {}
+            if !wait_until_running(&mut state, deadline).await {
+                return;
             }
             let server_id = self.server.id();
             let Some(member) = self.cluster.member(server_id) else {
                 return;
             };
-            let (admission, change) = member.breaker.admit(Instant::now());
-            self.cluster.report(&worker.events, server_id, change);
-            if let Admission::Wait(wait) = admission {
-                expect_progress_within(wait);
-                tokio::select! {
-                    _ = tokio::time::sleep(wait) => {}
-                    _ = state.changed() => {}
-                }
+            let Some(admission) = self.admit(member, &mut state, deadline).await else {
                 continue;
-            }
+            };
             deadline.store(NO_DEADLINE, Ordering::Relaxed);
-            let Some(reservation) = worker.reserve(server_id).await else {
+            let Some(reservation) = self.worker.reserve(server_id).await else {
                 if admission == Admission::Probe {
                     member.breaker.on_probe_abandoned();
                 }
                 continue;
             };
-            expect_progress_within(options.poll_timeout + Duration::from_secs(35));
-            let count = reservation.count;
-            if worker.events.enabled() {
-                worker.events.emit(Event::PollStarted {
-                    task_type: task_type.to_owned(),
-                    server: self.server.id(),
-                    count,
-                });
-            }
-            self.keep_out_of_step(lane).await;
-            self.long_polls[lane].store(now_millis() as u64, Ordering::Relaxed);
-            let started = Instant::now();
-            let span = tracing::debug_span!("poll", task_type, server = %self.server.url(), count);
-            let poll = self.server.poll(
-                task_type,
-                options.domain.as_deref(),
-                &options.worker_id,
-                count,
-                options.poll_timeout,
-            );
-            let poll = tracing::Instrument::instrument(poll, span);
-            tokio::pin!(poll);
-            let mut reservation = Some(reservation);
-            // A server that has not answered within its long-poll time (plus a margin) is
-            // late: its slots go back to the other servers while its answer is awaited, so a
-            // slow server never holds a task slot.
-            let polled = tokio::select! {
-                polled = &mut poll => polled,
-                _ = tokio::time::sleep(options.poll_timeout + LATE_MARGIN) => {
-                    reservation = None;
-                    poll.await
-                }
-            };
-            self.long_polls[lane].store(0, Ordering::Relaxed);
-            let elapsed = started.elapsed();
-            worker.metrics.polls.fetch_add(1, Ordering::Relaxed);
-            worker.metrics.poll_time.observe(elapsed);
+            let (polled, reservation, elapsed) = self.poll(lane, reservation, deadline).await;
             let delay = match polled {
-                Ok(Polled { tasks, undecodable }) => {
-                    if error_streak > 0 {
-                        tracing::info!(task_type, server = %self.server.url(), "polling works again");
-                    }
-                    error_streak = 0;
-                    worker.consecutive_errors.store(0, Ordering::Relaxed);
-                    worker
-                        .last_poll_ok
-                        .store(now_millis() as u64, Ordering::Relaxed);
-                    let received = tasks.len() + undecodable.len();
-                    worker.fail_undecodable(server_id, undecodable);
-                    if worker.events.enabled() {
-                        worker.events.emit(Event::PollCompleted {
-                            task_type: task_type.to_owned(),
-                            server: server_id,
-                            received,
-                            duration: elapsed,
-                        });
-                    }
-                    let change = member.breaker.on_success();
-                    self.cluster.report(&worker.events, server_id, change);
-                    worker.accept_tasks(server_id, tasks);
-                    drop(reservation);
-                    if received == 0 {
-                        empty_streak = empty_streak.saturating_add(1);
-                        empty_poll_delay(empty_streak, options.poll_interval, elapsed)
-                    } else {
-                        empty_streak = 0;
-                        Duration::ZERO
-                    }
-                }
-                Err(e) => {
-                    drop(reservation);
-                    let change = member.breaker.on_failure(Instant::now());
-                    self.cluster.report(&worker.events, server_id, change);
-                    error_streak = error_streak.saturating_add(1);
-                    worker.consecutive_errors.fetch_add(1, Ordering::Relaxed);
-                    worker.metrics.poll_errors.fetch_add(1, Ordering::Relaxed);
-                    if error_streak == 1 || error_streak.is_multiple_of(20) {
-                        tracing::warn!(task_type, server = %self.server.url(), errors_in_a_row = error_streak, error = %e, "poll failed");
-                    } else {
-                        tracing::debug!(task_type, server = %self.server.url(), error = %e, "poll failed");
-                    }
-                    if worker.events.enabled() {
-                        worker.events.emit(Event::PollFailed {
-                            task_type: task_type.to_owned(),
-                            server: server_id,
-                            error: e.to_string(),
-                        });
-                    }
-                    match e {
-                        Error::Auth { retry_in, .. } => {
-                            retry_in.max(self.error_backoff.delay(error_streak - 1))
-                        }
-                        _ => self.error_backoff.delay(error_streak - 1),
-                    }
-                }
+                Ok(polled) => self.on_polled(member, polled, reservation, elapsed, &mut streaks),
+                Err(e) => self.on_poll_failed(member, e, reservation, &mut streaks),
             };
             if !delay.is_zero() {
-                expect_progress_within(delay);
-                tokio::select! {
-                    _ = tokio::time::sleep(delay) => {}
-                    _ = state.changed() => {}
-                }
+                expect_progress_within(deadline, delay);
+                sleep_unless_state_changes(&mut state, delay).await;
             }
         }
+    }
+
+    /// Asks the server's breaker whether to poll it now. While the breaker is open, waits as
+    /// long as it says (less if the worker's state changes) and returns `None`.
+    async fn admit(
+        &self,
+        member: &Member,
+        state: &mut watch::Receiver<WorkerState>,
+        deadline: &AtomicU64,
+    ) -> Option<Admission> {
+        let (admission, change) = member.breaker.admit(Instant::now());
+        self.cluster
+            .report(&self.worker.events, self.server.id(), change);
+        if let Admission::Wait(wait) = admission {
+            expect_progress_within(deadline, wait);
+            sleep_unless_state_changes(state, wait).await;
+            return None;
+        }
+        Some(admission)
+    }
+
+    /// Sends one poll for the reserved slots and awaits its answer. Returns the answer, the
+    /// slots if they are still held (a late server's went back early), and the poll's time.
+    async fn poll<'w>(
+        &'w self,
+        lane: usize,
+        reservation: Reservation<'w>,
+        deadline: &AtomicU64,
+    ) -> (Result<Polled>, Option<Reservation<'w>>, Duration) {
+        let worker = &self.worker;
+        let options = &worker.options;
+        let task_type = options.task_type.as_str();
+        expect_progress_within(deadline, options.poll_timeout + Duration::from_secs(35));
+        let count = reservation.count;
+        if worker.events.enabled() {
+            worker.events.emit(Event::PollStarted {
+                task_type: task_type.to_owned(),
+                server: self.server.id(),
+                count,
+            });
+        }
+        self.keep_out_of_step(lane).await;
+        self.long_polls[lane].store(now_millis() as u64, Ordering::Relaxed);
+        let started = Instant::now();
+        let span = tracing::debug_span!("poll", task_type, server = %self.server.url(), count);
+        let poll = self.server.poll(
+            task_type,
+            options.domain.as_deref(),
+            &options.worker_id,
+            count,
+            options.poll_timeout,
+        );
+        let poll = tracing::Instrument::instrument(poll, span);
+        tokio::pin!(poll);
+        let mut reservation = Some(reservation);
+        // A server that has not answered within its long-poll time (plus a margin) is
+        // late: its slots go back to the other servers while its answer is awaited, so a
+        // slow server never holds a task slot.
+        let polled = tokio::select! {
+            polled = &mut poll => polled,
+            _ = tokio::time::sleep(options.poll_timeout + LATE_MARGIN) => {
+                reservation = None;
+                poll.await
+            }
+        };
+        self.long_polls[lane].store(0, Ordering::Relaxed);
+        let elapsed = started.elapsed();
+        worker.metrics.polls.fetch_add(1, Ordering::Relaxed);
+        worker.metrics.poll_time.observe(elapsed);
+        (polled, reservation, elapsed)
+    }
+
+    /// Hands a poll's tasks to the executors (and fails those that cannot be decoded), then
+    /// releases the slots. Returns the delay before the next poll: none after tasks, growing
+    /// while polls come back empty.
+    fn on_polled(
+        &self,
+        member: &Member,
+        Polled { tasks, undecodable }: Polled,
+        reservation: Option<Reservation<'_>>,
+        elapsed: Duration,
+        streaks: &mut Streaks,
+    ) -> Duration {
+        let worker = &self.worker;
+        let task_type = worker.options.task_type.as_str();
+        let server_id = self.server.id();
+        if streaks.errors > 0 {
+            tracing::info!(task_type, server = %self.server.url(), "polling works again");
+        }
+        streaks.errors = 0;
+        worker.consecutive_errors.store(0, Ordering::Relaxed);
+        worker
+            .last_poll_ok
+            .store(now_millis() as u64, Ordering::Relaxed);
+        let received = tasks.len() + undecodable.len();
+        worker.fail_undecodable(server_id, undecodable);
+        if worker.events.enabled() {
+            worker.events.emit(Event::PollCompleted {
+                task_type: task_type.to_owned(),
+                server: server_id,
+                received,
+                duration: elapsed,
+            });
+        }
+        let change = member.breaker.on_success();
+        self.cluster.report(&worker.events, server_id, change);
+        worker.accept_tasks(server_id, tasks);
+        drop(reservation);
+        if received == 0 {
+            streaks.empty = streaks.empty.saturating_add(1);
+            empty_poll_delay(streaks.empty, worker.options.poll_interval, elapsed)
+        } else {
+            streaks.empty = 0;
+            Duration::ZERO
+        }
+    }
+
+    /// Releases the slots of a failed poll and records the failure. Returns the delay before
+    /// the next poll: the error backoff, or longer if the server's credentials say so.
+    fn on_poll_failed(
+        &self,
+        member: &Member,
+        e: Error,
+        reservation: Option<Reservation<'_>>,
+        streaks: &mut Streaks,
+    ) -> Duration {
+        let worker = &self.worker;
+        let task_type = worker.options.task_type.as_str();
+        let server_id = self.server.id();
+        drop(reservation);
+        let change = member.breaker.on_failure(Instant::now());
+        self.cluster.report(&worker.events, server_id, change);
+        streaks.errors = streaks.errors.saturating_add(1);
+        let error_streak = streaks.errors;
+        worker.consecutive_errors.fetch_add(1, Ordering::Relaxed);
+        worker.metrics.poll_errors.fetch_add(1, Ordering::Relaxed);
+        if error_streak == 1 || error_streak.is_multiple_of(20) {
+            tracing::warn!(task_type, server = %self.server.url(), errors_in_a_row = error_streak, error = %e, "poll failed");
+        } else {
+            tracing::debug!(task_type, server = %self.server.url(), error = %e, "poll failed");
+        }
+        if worker.events.enabled() {
+            worker.events.emit(Event::PollFailed {
+                task_type: task_type.to_owned(),
+                server: server_id,
+                error: e.to_string(),
+            });
+        }
+        match e {
+            Error::Auth { retry_in, .. } => {
+                retry_in.max(self.error_backoff.delay(error_streak - 1))
+            }
+            _ => self.error_backoff.delay(error_streak - 1),
+        }
+    }
+}
+
+/// What a lane's backoffs grow with.
+#[derive(Default)]
+struct Streaks {
+    /// Polls in a row that brought no task.
+    empty: u32,
+    /// Polls in a row that failed.
+    errors: u32,
+}
+
+/// Tells the supervisor that the loop shows progress within `d` (plus slack) or is stuck.
+fn expect_progress_within(deadline: &AtomicU64, d: Duration) {
+    let at = now_millis() as u64 + (d + STALL_SLACK).as_millis() as u64;
+    deadline.store(at, Ordering::Relaxed);
+}
+
+/// Waits while the worker is created or paused (no progress is expected meanwhile). Returns
+/// whether it runs: false once it stops.
+async fn wait_until_running(
+    state: &mut watch::Receiver<WorkerState>,
+    deadline: &AtomicU64,
+) -> bool {
+    loop {
+        let current = *state.borrow_and_update();
+        match current {
+            WorkerState::Stopping | WorkerState::Stopped => return false,
+            WorkerState::Created | WorkerState::Paused => {
+                deadline.store(NO_DEADLINE, Ordering::Relaxed);
+                if state.changed().await.is_err() {
+                    return false;
+                }
+            }
+            WorkerState::Running => return true,
+        }
+    }
+}
+
+/// Sleeps for `d`, or less if the worker's state changes (so that a pause or stop is seen).
+async fn sleep_unless_state_changes(state: &mut watch::Receiver<WorkerState>, d: Duration) {
+    tokio::select! {
+        _ = tokio::time::sleep(d) => {}
+        _ = state.changed() => {}
     }
 }
 

@@ -210,128 +210,119 @@ impl Event {
         }
     }
 
-    /// The event's fields by name; durations in seconds, servers by index.
+    /// The event's fields by name; durations in seconds, servers by index. First what the
+    /// event is about (`task_type`, `task_id`, `server`: those it has, in that order), then
+    /// what happened.
     pub fn fields(&self) -> Vec<(&'static str, EventField)> {
-        use EventField::{Bool, Float, Int, Str};
-        let tt = |t: &str| ("task_type", Str(t.to_owned()));
-        let id = |t: &str| ("task_id", Str(t.to_owned()));
-        let server = |s: &ServerId| ("server", Int(s.0 as u64));
-        let secs = |d: &Duration| ("duration", Float(d.as_secs_f64()));
+        use EventField::{Int, Str};
+        let subject = [
+            self.task_type().map(|t| ("task_type", Str(t.to_owned()))),
+            self.task_id().map(|t| ("task_id", Str(t.to_owned()))),
+            self.server().map(|s| ("server", Int(s.0 as u64))),
+        ];
+        let details = self.details();
+        subject.into_iter().flatten().chain(details).collect()
+    }
+
+    fn task_type(&self) -> Option<&str> {
         match self {
-            Event::PollStarted {
-                task_type,
-                server: s,
-                count,
-            } => vec![tt(task_type), server(s), ("count", Int(*count as u64))],
+            Event::PollStarted { task_type, .. }
+            | Event::PollCompleted { task_type, .. }
+            | Event::PollFailed { task_type, .. }
+            | Event::ExecutionStarted { task_type, .. }
+            | Event::ExecutionCompleted { task_type, .. }
+            | Event::ExecutionFailed { task_type, .. }
+            | Event::TaskAbandoned { task_type, .. }
+            | Event::UpdateDelivered { task_type, .. }
+            | Event::UpdateFailed { task_type, .. }
+            | Event::WorkerStateChanged { task_type, .. }
+            | Event::ExternalPayloadUsed { task_type, .. }
+            | Event::ExternalPayloadFailed { task_type, .. }
+            | Event::PollLoopRestarted { task_type, .. } => Some(task_type),
+            Event::CircuitStateChanged { .. } => None,
+        }
+    }
+
+    fn task_id(&self) -> Option<&str> {
+        match self {
+            Event::ExecutionStarted { task_id, .. }
+            | Event::ExecutionCompleted { task_id, .. }
+            | Event::ExecutionFailed { task_id, .. }
+            | Event::TaskAbandoned { task_id, .. }
+            | Event::UpdateDelivered { task_id, .. }
+            | Event::UpdateFailed { task_id, .. }
+            | Event::ExternalPayloadUsed { task_id, .. }
+            | Event::ExternalPayloadFailed { task_id, .. } => Some(task_id),
+            Event::PollStarted { .. }
+            | Event::PollCompleted { .. }
+            | Event::PollFailed { .. }
+            | Event::WorkerStateChanged { .. }
+            | Event::CircuitStateChanged { .. }
+            | Event::PollLoopRestarted { .. } => None,
+        }
+    }
+
+    fn server(&self) -> Option<ServerId> {
+        match self {
+            Event::PollStarted { server, .. }
+            | Event::PollCompleted { server, .. }
+            | Event::PollFailed { server, .. }
+            | Event::ExecutionStarted { server, .. }
+            | Event::UpdateDelivered { server, .. }
+            | Event::UpdateFailed { server, .. }
+            | Event::CircuitStateChanged { server, .. }
+            | Event::ExternalPayloadUsed { server, .. }
+            | Event::ExternalPayloadFailed { server, .. }
+            | Event::PollLoopRestarted { server, .. } => Some(*server),
+            Event::ExecutionCompleted { .. }
+            | Event::ExecutionFailed { .. }
+            | Event::TaskAbandoned { .. }
+            | Event::WorkerStateChanged { .. } => None,
+        }
+    }
+
+    /// The fields after the subject's.
+    fn details(&self) -> Vec<(&'static str, EventField)> {
+        use EventField::{Bool, Float, Int, Str};
+        let secs = |d: &Duration| ("duration", Float(d.as_secs_f64()));
+        let text = |name, s: &str| (name, Str(s.to_owned()));
+        match self {
+            Event::PollStarted { count, .. } => vec![("count", Int(*count as u64))],
             Event::PollCompleted {
-                task_type,
-                server: s,
-                received,
-                duration,
-            } => vec![
-                tt(task_type),
-                server(s),
-                ("received", Int(*received as u64)),
-                secs(duration),
-            ],
-            Event::PollFailed {
-                task_type,
-                server: s,
-                error,
-            } => vec![tt(task_type), server(s), ("error", Str(error.clone()))],
-            Event::ExecutionStarted {
-                task_type,
-                task_id,
-                server: s,
-            } => vec![tt(task_type), id(task_id), server(s)],
-            Event::ExecutionCompleted {
-                task_type,
-                task_id,
-                duration,
-            } => vec![tt(task_type), id(task_id), secs(duration)],
-            Event::TaskAbandoned { task_type, task_id } => vec![tt(task_type), id(task_id)],
+                received, duration, ..
+            } => vec![("received", Int(*received as u64)), secs(duration)],
+            Event::PollFailed { error, .. } => vec![text("error", error)],
+            Event::ExecutionStarted { .. } | Event::TaskAbandoned { .. } => vec![],
+            Event::ExecutionCompleted { duration, .. } => vec![secs(duration)],
             Event::ExecutionFailed {
-                task_type,
-                task_id,
-                reason,
-                duration,
-            } => vec![
-                tt(task_type),
-                id(task_id),
-                ("reason", Str(reason.clone())),
-                secs(duration),
-            ],
-            Event::UpdateDelivered {
-                task_type,
-                task_id,
-                server: s,
-                attempts,
-            } => vec![
-                tt(task_type),
-                id(task_id),
-                server(s),
-                ("attempts", Int(u64::from(*attempts))),
-            ],
-            Event::UpdateFailed {
-                task_type,
-                task_id,
-                server: s,
-                error,
-                will_retry,
-            } => vec![
-                tt(task_type),
-                id(task_id),
-                server(s),
-                ("error", Str(error.clone())),
-                ("will_retry", Bool(*will_retry)),
-            ],
-            Event::WorkerStateChanged { task_type, state } => {
-                vec![tt(task_type), ("state", Str(state.as_str().to_owned()))]
+                reason, duration, ..
+            } => vec![text("reason", reason), secs(duration)],
+            Event::UpdateDelivered { attempts, .. } => {
+                vec![("attempts", Int(u64::from(*attempts)))]
             }
-            Event::CircuitStateChanged {
-                server: s,
-                url,
-                state,
-            } => vec![
-                server(s),
-                ("url", Str(url.clone())),
-                ("state", Str(state.as_str().to_owned())),
-            ],
+            Event::UpdateFailed {
+                error, will_retry, ..
+            } => vec![text("error", error), ("will_retry", Bool(*will_retry))],
+            Event::WorkerStateChanged { state, .. } => vec![text("state", state.as_str())],
+            Event::CircuitStateChanged { url, state, .. } => {
+                vec![text("url", url), text("state", state.as_str())]
+            }
             Event::ExternalPayloadUsed {
-                task_type,
-                task_id,
-                server: s,
                 operation,
                 payload_type,
                 bytes,
                 duration,
+                ..
             } => vec![
-                tt(task_type),
-                id(task_id),
-                server(s),
-                ("operation", Str(operation.as_str().to_owned())),
-                ("payload_type", Str(payload_type.as_str().to_owned())),
+                text("operation", operation.as_str()),
+                text("payload_type", payload_type.as_str()),
                 ("bytes", Int(*bytes)),
                 secs(duration),
             ],
-            Event::ExternalPayloadFailed {
-                task_type,
-                task_id,
-                server: s,
-                path,
-                error,
-            } => vec![
-                tt(task_type),
-                id(task_id),
-                server(s),
-                ("path", Str(path.clone())),
-                ("error", Str(error.clone())),
-            ],
-            Event::PollLoopRestarted {
-                task_type,
-                server: s,
-                reason,
-            } => vec![tt(task_type), server(s), ("reason", Str(reason.clone()))],
+            Event::ExternalPayloadFailed { path, error, .. } => {
+                vec![text("path", path), text("error", error)]
+            }
+            Event::PollLoopRestarted { reason, .. } => vec![text("reason", reason)],
         }
     }
 }
@@ -405,5 +396,170 @@ impl EventBus {
         {
             tracing::warn!("event listeners are too slow: events are being dropped");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Hosts read events by field name, and by position: every variant's fields, in order.
+
+    use super::*;
+    use crate::cluster::CircuitState;
+    use EventField::{Bool, Float, Int, Str};
+
+    const SERVER: ServerId = ServerId(2);
+    const TIME: Duration = Duration::from_millis(1500);
+
+    fn task_type() -> String {
+        "greet".to_owned()
+    }
+
+    fn task_id() -> String {
+        "t1".to_owned()
+    }
+
+    fn text(s: &str) -> EventField {
+        Str(s.to_owned())
+    }
+
+    /// `event`'s fields are `task_type` and `task_id` as made above (those it has), `server`,
+    /// then `details`.
+    fn assert_fields(event: Event, subject: &[&str], details: &[(&str, EventField)]) {
+        let mut expected: Vec<(&str, EventField)> = subject
+            .iter()
+            .map(|&name| match name {
+                "task_type" => (name, text("greet")),
+                "task_id" => (name, text("t1")),
+                "server" => (name, Int(2)),
+                other => panic!("{other} is not a subject field"),
+            })
+            .collect();
+        expected.extend_from_slice(details);
+        assert_eq!(event.fields(), expected, "{}", event.kind());
+    }
+
+    const TYPE_SERVER: &[&str] = &["task_type", "server"];
+    const TYPE_ID: &[&str] = &["task_type", "task_id"];
+    const TYPE_ID_SERVER: &[&str] = &["task_type", "task_id", "server"];
+
+    #[test]
+    fn poll_events() {
+        let poll_started = Event::PollStarted {
+            task_type: task_type(),
+            server: SERVER,
+            count: 3,
+        };
+        assert_fields(poll_started, TYPE_SERVER, &[("count", Int(3))]);
+        let poll_completed = Event::PollCompleted {
+            task_type: task_type(),
+            server: SERVER,
+            received: 4,
+            duration: TIME,
+        };
+        let details = [("received", Int(4)), ("duration", Float(1.5))];
+        assert_fields(poll_completed, TYPE_SERVER, &details);
+        let poll_failed = Event::PollFailed {
+            task_type: task_type(),
+            server: SERVER,
+            error: "e".into(),
+        };
+        assert_fields(poll_failed, TYPE_SERVER, &[("error", text("e"))]);
+        let restarted = Event::PollLoopRestarted {
+            task_type: task_type(),
+            server: SERVER,
+            reason: "r".into(),
+        };
+        assert_fields(restarted, TYPE_SERVER, &[("reason", text("r"))]);
+    }
+
+    #[test]
+    fn execution_events() {
+        let started = Event::ExecutionStarted {
+            task_type: task_type(),
+            task_id: task_id(),
+            server: SERVER,
+        };
+        assert_fields(started, TYPE_ID_SERVER, &[]);
+        let completed = Event::ExecutionCompleted {
+            task_type: task_type(),
+            task_id: task_id(),
+            duration: TIME,
+        };
+        assert_fields(completed, TYPE_ID, &[("duration", Float(1.5))]);
+        let failed = Event::ExecutionFailed {
+            task_type: task_type(),
+            task_id: task_id(),
+            reason: "r".into(),
+            duration: TIME,
+        };
+        let details = [("reason", text("r")), ("duration", Float(1.5))];
+        assert_fields(failed, TYPE_ID, &details);
+        let abandoned = Event::TaskAbandoned {
+            task_type: task_type(),
+            task_id: task_id(),
+        };
+        assert_fields(abandoned, TYPE_ID, &[]);
+    }
+
+    #[test]
+    fn update_and_state_events() {
+        let delivered = Event::UpdateDelivered {
+            task_type: task_type(),
+            task_id: task_id(),
+            server: SERVER,
+            attempts: 5,
+        };
+        assert_fields(delivered, TYPE_ID_SERVER, &[("attempts", Int(5))]);
+        let failed = Event::UpdateFailed {
+            task_type: task_type(),
+            task_id: task_id(),
+            server: SERVER,
+            error: "e".into(),
+            will_retry: true,
+        };
+        let details = [("error", text("e")), ("will_retry", Bool(true))];
+        assert_fields(failed, TYPE_ID_SERVER, &details);
+        let worker = Event::WorkerStateChanged {
+            task_type: task_type(),
+            state: WorkerState::Paused,
+        };
+        assert_fields(worker, &["task_type"], &[("state", text("paused"))]);
+        let circuit = Event::CircuitStateChanged {
+            server: SERVER,
+            url: "http://x".into(),
+            state: CircuitState::HalfOpen,
+        };
+        let state = text(CircuitState::HalfOpen.as_str());
+        let details = [("url", text("http://x")), ("state", state)];
+        assert_fields(circuit, &["server"], &details);
+    }
+
+    #[test]
+    fn external_payload_events() {
+        let used = Event::ExternalPayloadUsed {
+            task_type: task_type(),
+            task_id: task_id(),
+            server: SERVER,
+            operation: Operation::Write,
+            payload_type: PayloadType::TaskOutput,
+            bytes: 7,
+            duration: TIME,
+        };
+        let details = [
+            ("operation", text("WRITE")),
+            ("payload_type", text("TASK_OUTPUT")),
+            ("bytes", Int(7)),
+            ("duration", Float(1.5)),
+        ];
+        assert_fields(used, TYPE_ID_SERVER, &details);
+        let failed = Event::ExternalPayloadFailed {
+            task_type: task_type(),
+            task_id: task_id(),
+            server: SERVER,
+            path: "p".into(),
+            error: "e".into(),
+        };
+        let details = [("path", text("p")), ("error", text("e"))];
+        assert_fields(failed, TYPE_ID_SERVER, &details);
     }
 }

@@ -26,6 +26,8 @@ use std::time::Duration;
 
 type CounterOf = fn(&WorkerMetrics) -> &AtomicU64;
 type HistogramOf = fn(&WorkerMetrics) -> &Histogram;
+/// Each worker still alive, with its `taskType`.
+type LiveWorkers = [(String, Arc<WorkerMetrics>)];
 
 const BUCKETS: [f64; 14] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
@@ -110,96 +112,110 @@ impl Registry {
 
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
-        let workers: Vec<(String, Arc<WorkerMetrics>)> = self
-            .workers
-            .lock()
-            .map(|w| {
-                w.iter()
-                    .filter_map(|(t, m)| Some((t.clone(), m.upgrade()?)))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let workers = self.live_workers();
         let mut out = String::with_capacity(4096);
-        let counters: [(&str, &str, CounterOf); 6] = [
-            ("task_poll_total", "Polls sent", |m| &m.polls),
-            ("task_poll_error_total", "Polls that failed", |m| {
-                &m.poll_errors
-            }),
-            (
-                "task_execute_error_total",
-                "Tasks whose result is a failure",
-                |m| &m.execute_errors,
-            ),
-            (
-                "task_update_error_total",
-                "Result deliveries that failed",
-                |m| &m.update_errors,
-            ),
-            (
-                "worker_restart_total",
-                "Poll loops restarted by the supervisor",
-                |m| &m.restarts,
-            ),
-            (
-                "task_abandoned_total",
-                "Tasks an executor dropped without a result",
-                |m| &m.abandoned,
-            ),
-        ];
-        for (name, help, get) in counters {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
-            for (t, m) in &workers {
-                let _ = writeln!(
-                    out,
-                    "{name}{{taskType=\"{}\"}} {}",
-                    escape(t),
-                    get(m).load(Ordering::Relaxed)
-                );
-            }
-        }
-        let histograms: [(&str, &str, HistogramOf); 3] = [
-            ("task_poll_time_seconds", "Poll round trips", |m| {
-                &m.poll_time
-            }),
-            ("task_execute_time_seconds", "Task execution time", |m| {
-                &m.execute_time
-            }),
-            (
-                "task_update_time_seconds",
-                "Result delivery round trips",
-                |m| &m.update_time,
-            ),
-        ];
-        for (name, help, get) in histograms {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
-            for (t, m) in &workers {
-                render_histogram(
-                    &mut out,
-                    name,
-                    &format!("taskType=\"{}\"", escape(t)),
-                    get(m),
-                );
-            }
-        }
+        render_counters(&mut out, &workers);
+        render_histograms(&mut out, &workers);
         render_external_payloads(&mut out, &workers);
-        let _ = writeln!(
-            out,
-            "# HELP active_workers Tasks running now\n# TYPE active_workers gauge"
-        );
-        for (t, m) in &workers {
-            let _ = writeln!(
-                out,
-                "active_workers{{taskType=\"{}\"}} {}",
-                escape(t),
-                m.running.load(Ordering::Relaxed)
-            );
-        }
+        render_active_workers(&mut out, &workers);
         let _ = writeln!(
             out,
             "# HELP conductor_worker_pending_updates Results not yet delivered\n# TYPE conductor_worker_pending_updates gauge\nconductor_worker_pending_updates {}",
             self.pending_updates.load(Ordering::Relaxed)
         );
         out
+    }
+
+    /// The workers not dropped yet, with their `taskType`.
+    fn live_workers(&self) -> Vec<(String, Arc<WorkerMetrics>)> {
+        self.workers
+            .lock()
+            .map(|w| {
+                w.iter()
+                    .filter_map(|(t, m)| Some((t.clone(), m.upgrade()?)))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// The counters labelled by `taskType` alone.
+fn render_counters(out: &mut String, workers: &LiveWorkers) {
+    let counters: [(&str, &str, CounterOf); 6] = [
+        ("task_poll_total", "Polls sent", |m| &m.polls),
+        ("task_poll_error_total", "Polls that failed", |m| {
+            &m.poll_errors
+        }),
+        (
+            "task_execute_error_total",
+            "Tasks whose result is a failure",
+            |m| &m.execute_errors,
+        ),
+        (
+            "task_update_error_total",
+            "Result deliveries that failed",
+            |m| &m.update_errors,
+        ),
+        (
+            "worker_restart_total",
+            "Poll loops restarted by the supervisor",
+            |m| &m.restarts,
+        ),
+        (
+            "task_abandoned_total",
+            "Tasks an executor dropped without a result",
+            |m| &m.abandoned,
+        ),
+    ];
+    for (name, help, get) in counters {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+        for (t, m) in workers {
+            let _ = writeln!(
+                out,
+                "{name}{{taskType=\"{}\"}} {}",
+                escape(t),
+                get(m).load(Ordering::Relaxed)
+            );
+        }
+    }
+}
+
+/// The histograms labelled by `taskType` alone.
+fn render_histograms(out: &mut String, workers: &LiveWorkers) {
+    let histograms: [(&str, &str, HistogramOf); 3] = [
+        ("task_poll_time_seconds", "Poll round trips", |m| {
+            &m.poll_time
+        }),
+        ("task_execute_time_seconds", "Task execution time", |m| {
+            &m.execute_time
+        }),
+        (
+            "task_update_time_seconds",
+            "Result delivery round trips",
+            |m| &m.update_time,
+        ),
+    ];
+    for (name, help, get) in histograms {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        for (t, m) in workers {
+            render_histogram(out, name, &format!("taskType=\"{}\"", escape(t)), get(m));
+        }
+    }
+}
+
+/// `active_workers`: the tasks each worker runs now.
+fn render_active_workers(out: &mut String, workers: &LiveWorkers) {
+    let _ = writeln!(
+        out,
+        "# HELP active_workers Tasks running now\n# TYPE active_workers gauge"
+    );
+    for (t, m) in workers {
+        let _ = writeln!(
+            out,
+            "active_workers{{taskType=\"{}\"}} {}",
+            escape(t),
+            m.running.load(Ordering::Relaxed)
+        );
     }
 }
 
@@ -219,7 +235,7 @@ fn render_histogram(out: &mut String, name: &str, labels: &str, h: &Histogram) {
 
 /// `external_payload_used_total` and `external_payload_time_seconds`, with the official SDKs'
 /// `operation` and `payloadType` labels.
-fn render_external_payloads(out: &mut String, workers: &[(String, Arc<WorkerMetrics>)]) {
+fn render_external_payloads(out: &mut String, workers: &LiveWorkers) {
     type Transfers = (&'static str, &'static str, CounterOf, HistogramOf);
     let kinds: [Transfers; 2] = [
         (
