@@ -161,3 +161,13 @@ pub(crate) fn field_to_py(py: Python<'_>, field: EventField) -> PyResult<Bound<'
         EventField::Bool(b) => PyBool::new(py, b).to_owned().into_any(),
     })
 }
+
+/// A value the core describes as JSON (a health snapshot, a stop report) as Python objects.
+pub(crate) fn serialized_to_py<'py>(
+    py: Python<'py>,
+    value: &impl serde::Serialize,
+) -> PyResult<Bound<'py, PyAny>> {
+    let json = serde_json::to_value(value)
+        .map_err(|e| crate::errors::internal(format!("cannot describe a core value: {e}")))?;
+    to_py(py, &json)
+}

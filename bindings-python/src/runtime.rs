@@ -8,7 +8,6 @@ use std::time::Duration;
 use conductor_worker::api::JsonObject;
 use conductor_worker::config::ProcessEnv;
 use conductor_worker::host::{ProcessBound, process_runtime};
-use conductor_worker::runtime::StopReport;
 use conductor_worker::telemetry::EventQueue;
 use conductor_worker::{Cancel, RuntimeOptions, TaskDef, WorkerOptions};
 use pyo3::exceptions::PyValueError;
@@ -18,7 +17,7 @@ use tokio::runtime::Handle;
 
 use crate::errors;
 use crate::json;
-use crate::worker::{PyWorker, health_dict};
+use crate::worker::PyWorker;
 
 /// How often a thread waiting in Rust comes back to let Python run signal handlers (Ctrl-C).
 pub(crate) const SIGNAL_SLICE: Duration = Duration::from_millis(200);
@@ -161,7 +160,7 @@ impl PyRuntime {
     }
 
     #[pyo3(signature = (timeout=30.0))]
-    fn stop<'py>(&self, py: Python<'py>, timeout: f64) -> PyResult<Bound<'py, PyDict>> {
+    fn stop<'py>(&self, py: Python<'py>, timeout: f64) -> PyResult<Bound<'py, PyAny>> {
         fork_check(&self.inner, "Runtime")?;
         let deadline = seconds("timeout", timeout)?;
         let runtime = (*self.inner).clone();
@@ -170,22 +169,18 @@ impl PyRuntime {
             &self.handle,
             async move { runtime.stop(deadline).await },
         )?;
-        report_dict(py, report)
+        json::serialized_to_py(py, &report)
     }
 
-    fn kill<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+    fn kill<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         fork_check(&self.inner, "Runtime")?;
         let runtime = (*self.inner).clone();
         let report = wait(py, &self.handle, async move { runtime.kill().await })?;
-        report_dict(py, report)
+        json::serialized_to_py(py, &report)
     }
 
-    fn health<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
-        let list = PyList::empty(py);
-        for h in self.inner.health() {
-            list.append(health_dict(py, &h)?)?;
-        }
-        Ok(list)
+    fn health<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        json::serialized_to_py(py, &self.inner.health())
     }
 
     fn is_healthy(&self) -> bool {
@@ -274,12 +269,4 @@ impl PyRuntime {
 fn task_def(name: &str, dict: &Bound<'_, PyAny>) -> PyResult<TaskDef> {
     let given = json::object_from_py(dict, "task definition")?;
     TaskDef::with_fields(name, given).map_err(errors::to_py)
-}
-
-fn report_dict(py: Python<'_>, report: StopReport) -> PyResult<Bound<'_, PyDict>> {
-    let d = PyDict::new(py);
-    d.set_item("abandoned_tasks", report.abandoned_tasks)?;
-    d.set_item("journalled_results", report.journalled_results)?;
-    d.set_item("returned_tasks", report.returned_tasks)?;
-    Ok(d)
 }

@@ -7,10 +7,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use conductor_worker::host::ProcessBound;
-use conductor_worker::{Cancel, ClaimedTask, Error, TaskResult, WorkerHealth};
+use conductor_worker::{Cancel, ClaimedTask, Error, TaskResult};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
 use tokio::runtime::Handle;
 
 use crate::errors;
@@ -253,8 +252,9 @@ impl PyWorker {
             Some(o) if !o.is_none() => json::object_from_py(o, "output")?,
             _ => serde_json::Map::new(),
         };
+        let held = &task.get().held;
         let result = TaskResult::reported(
-            &task.get().task,
+            &held.task,
             status,
             output,
             reason,
@@ -262,16 +262,7 @@ impl PyWorker {
             logs.unwrap_or_default(),
         )
         .map_err(errors::to_py)?;
-        let claim = task.get().take_claim().ok_or_else(|| {
-            errors::to_py(Error::UnknownTask {
-                worker: self.inner.task_type().to_owned(),
-                task_id: task.get().task.task_id.clone(),
-            })
-        })?;
-        let claim = claim
-            .into_inner()
-            .map_err(|pid| errors::internal(format!("this task was claimed in process {pid}")))?;
-        claim.complete(result).map_err(errors::to_py)
+        held.complete(result).map_err(errors::to_py)
     }
 
     /// Sends a line to a running task's execution log now.
@@ -294,26 +285,7 @@ impl PyWorker {
         self.cancel.cancel();
     }
 
-    fn health<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        health_dict(py, &self.inner.health())
+    fn health<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        json::serialized_to_py(py, &self.inner.health())
     }
-}
-
-pub(crate) fn health_dict<'py>(py: Python<'py>, h: &WorkerHealth) -> PyResult<Bound<'py, PyDict>> {
-    let d = PyDict::new(py);
-    d.set_item("task_type", &h.task_type)?;
-    d.set_item("domain", &h.domain)?;
-    d.set_item("state", h.state.as_str())?;
-    d.set_item(
-        "last_successful_poll",
-        h.last_successful_poll
-            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .map(|d| d.as_secs_f64()),
-    )?;
-    d.set_item("consecutive_poll_errors", h.consecutive_poll_errors)?;
-    d.set_item("running", h.running)?;
-    d.set_item("buffered", h.buffered)?;
-    d.set_item("idle_executors", h.idle_executors)?;
-    d.set_item("restarts", h.restarts)?;
-    Ok(d)
 }

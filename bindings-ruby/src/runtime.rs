@@ -6,7 +6,6 @@ use std::sync::{Arc, Mutex};
 use conductor_worker::api::JsonObject;
 use conductor_worker::config::ProcessEnv;
 use conductor_worker::host::ProcessBound;
-use conductor_worker::runtime::StopReport;
 use conductor_worker::telemetry::EventQueue;
 use conductor_worker::{Cancel, RuntimeOptions, TaskDef, WorkerOptions};
 use magnus::value::ReprValue;
@@ -16,7 +15,7 @@ use tokio::runtime::Handle;
 use crate::errors;
 use crate::gvl::{self, fork_check};
 use crate::json;
-use crate::worker::{RbWorker, health_hash};
+use crate::worker::RbWorker;
 
 #[magnus::wrap(class = "ConductorWorker::Native::Runtime", free_immediately, size)]
 pub(crate) struct RbRuntime {
@@ -103,29 +102,25 @@ impl RbRuntime {
 
     /// Drains: polling stops, running tasks get up to `timeout` seconds to finish, results
     /// are delivered or journalled. nil if a Ruby interrupt came first (the drain goes on).
-    fn stop(ruby: &Ruby, rb_self: &Self, timeout: f64) -> Result<Option<RHash>, Error> {
+    fn stop(ruby: &Ruby, rb_self: &Self, timeout: f64) -> Result<Option<Value>, Error> {
         fork_check(&rb_self.inner, "Runtime")?;
         let deadline = gvl::seconds(ruby, "timeout", timeout)?;
         let runtime = (*rb_self.inner).clone();
         gvl::block_on(&rb_self.handle, async move { runtime.stop(deadline).await })?
-            .map(|report| report_hash(ruby, &report))
+            .map(|report| json::serialized_to_ruby(ruby, &report))
             .transpose()
     }
 
-    fn kill(ruby: &Ruby, rb_self: &Self) -> Result<Option<RHash>, Error> {
+    fn kill(ruby: &Ruby, rb_self: &Self) -> Result<Option<Value>, Error> {
         fork_check(&rb_self.inner, "Runtime")?;
         let runtime = (*rb_self.inner).clone();
         gvl::block_on(&rb_self.handle, async move { runtime.kill().await })?
-            .map(|report| report_hash(ruby, &report))
+            .map(|report| json::serialized_to_ruby(ruby, &report))
             .transpose()
     }
 
-    fn health(ruby: &Ruby, rb_self: &Self) -> Result<RArray, Error> {
-        let array = ruby.ary_new();
-        for h in rb_self.inner.health() {
-            array.push(health_hash(ruby, &h)?)?;
-        }
-        Ok(array)
+    fn health(ruby: &Ruby, rb_self: &Self) -> Result<Value, Error> {
+        json::serialized_to_ruby(ruby, &rb_self.inner.health())
     }
 
     fn is_healthy(&self) -> bool {
@@ -217,17 +212,6 @@ impl RbRuntime {
         }
         Ok(array)
     }
-}
-
-fn report_hash(ruby: &Ruby, report: &StopReport) -> Result<RHash, Error> {
-    let hash = ruby.hash_new();
-    hash.aset(ruby.to_symbol("abandoned_tasks"), report.abandoned_tasks)?;
-    hash.aset(
-        ruby.to_symbol("journalled_results"),
-        report.journalled_results,
-    )?;
-    hash.aset(ruby.to_symbol("returned_tasks"), report.returned_tasks)?;
-    Ok(hash)
 }
 
 pub(crate) fn define(ruby: &Ruby, native: magnus::RModule) -> Result<(), Error> {

@@ -3,11 +3,8 @@
 //! and running it) drops its claim, which abandons the task in the core: its lease is no
 //! longer extended, and the server hands it out again after its response timeout.
 
-use std::sync::Mutex;
-
-use conductor_worker::api::JsonObject;
-use conductor_worker::host::ProcessBound;
-use conductor_worker::{Claim, ClaimedTask};
+use conductor_worker::ClaimedTask;
+use conductor_worker::host::{HostTask, ProcessBound};
 use magnus::{Error, RHash, Ruby};
 use tokio::runtime::Handle;
 
@@ -17,13 +14,9 @@ use crate::json;
 
 #[magnus::wrap(class = "ConductorWorker::Task", free_immediately, size)]
 pub(crate) struct RbTask {
-    /// The task without its input, which lives in `raw_input` until Ruby takes it.
-    pub(crate) task: conductor_worker::Task,
-    /// The input as the core parsed it, given up when Ruby takes it (`native_take_input`),
-    /// so that a large input is held once, as Ruby objects, while the handler runs.
-    raw_input: Mutex<Option<JsonObject>>,
-    /// Taken by `Worker#complete`; leaked, not dropped, in a forked child.
-    claim: Mutex<Option<ProcessBound<Claim>>>,
+    /// The task, its input until Ruby takes it (`native_take_input`), and its claim until
+    /// `Worker#complete`.
+    pub(crate) held: HostTask,
     worker: ProcessBound<conductor_worker::Worker>,
     handle: Handle,
 }
@@ -34,90 +27,75 @@ impl RbTask {
         worker: &conductor_worker::Worker,
         handle: &Handle,
     ) -> Self {
-        let ClaimedTask {
-            mut task, claim, ..
-        } = claimed;
-        let raw_input = std::mem::take(&mut task.input_data);
         Self {
-            task,
-            raw_input: Mutex::new(Some(raw_input)),
-            claim: Mutex::new(Some(ProcessBound::new(claim))),
+            held: HostTask::new(claimed),
             worker: ProcessBound::new(worker.clone()),
             handle: handle.clone(),
         }
     }
 
-    /// The claim, the first time (`None` once the task was completed).
-    pub(crate) fn take_claim(&self) -> Option<ProcessBound<Claim>> {
-        self.claim
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .take()
-    }
-
     pub(crate) fn task_id(&self) -> String {
-        self.task.task_id.clone()
+        self.held.task.task_id.clone()
     }
     fn task_type(&self) -> String {
-        self.task.task_type.clone()
+        self.held.task.task_type.clone()
     }
     fn task_def_name(&self) -> String {
-        self.task.task_def_name.clone()
+        self.held.task.task_def_name.clone()
     }
     fn reference_task_name(&self) -> String {
-        self.task.reference_task_name.clone()
+        self.held.task.reference_task_name.clone()
     }
     fn workflow_instance_id(&self) -> String {
-        self.task.workflow_instance_id.clone()
+        self.held.task.workflow_instance_id.clone()
     }
     fn workflow_type(&self) -> String {
-        self.task.workflow_type.clone()
+        self.held.task.workflow_type.clone()
     }
     fn retry_count(&self) -> u32 {
-        self.task.retry_count
+        self.held.task.retry_count
     }
     fn poll_count(&self) -> u32 {
-        self.task.poll_count
+        self.held.task.poll_count
     }
     fn correlation_id(&self) -> Option<String> {
-        self.task.correlation_id.clone()
+        self.held.task.correlation_id.clone()
     }
     fn domain(&self) -> Option<String> {
-        self.task.domain.clone()
+        self.held.task.domain.clone()
     }
     fn response_timeout_seconds(&self) -> u64 {
-        self.task.response_timeout_seconds
+        self.held.task.response_timeout_seconds
     }
     fn callback_after_seconds(&self) -> u64 {
-        self.task.callback_after_seconds
+        self.held.task.callback_after_seconds
     }
     fn iteration(&self) -> u32 {
-        self.task.iteration
+        self.held.task.iteration
     }
     fn scheduled_time(&self) -> i64 {
-        self.task.scheduled_time
+        self.held.task.scheduled_time
     }
     fn start_time(&self) -> i64 {
-        self.task.start_time
+        self.held.task.start_time
+    }
+    fn external_input_payload_storage_path(&self) -> Option<String> {
+        self.held.task.external_input_payload_storage_path.clone()
     }
     fn worker_id(&self) -> Option<String> {
-        self.task.worker_id.clone()
+        self.held.task.worker_id.clone()
     }
 
     /// The task's input as a Hash (String keys, or Symbols with `symbolize_keys`), the first
     /// time; nil after that (the Ruby layer keeps what it took).
     fn take_input(ruby: &Ruby, rb_self: &Self, symbolize_keys: bool) -> Option<RHash> {
-        let raw = rb_self
-            .raw_input
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .take()?;
+        let raw = rb_self.held.take_input()?;
         Some(json::object_to_ruby(ruby, &raw, symbolize_keys))
     }
 
     /// Output stored by earlier `IN_PROGRESS` updates of this task.
     fn output_data(ruby: &Ruby, rb_self: &Self) -> RHash {
-        json::object_to_ruby(ruby, &rb_self.task.output_data, false)
+        json::object_to_ruby(ruby, &rb_self.held.task.output_data, false)
     }
 
     /// Sends a line to the task's execution log now.
@@ -125,18 +103,18 @@ impl RbTask {
         fork_check(&self.worker, "Task")?;
         let _guard = self.handle.enter();
         self.worker
-            .log(&self.task.task_id, line)
+            .log(&self.held.task.task_id, line)
             .map_err(errors::to_ruby)
     }
 
     fn inspect(&self) -> String {
         format!(
             "#<ConductorWorker::Task task_type={:?} task_id={:?} workflow_instance_id={:?} retry_count={} poll_count={}>",
-            self.task.task_type,
-            self.task.task_id,
-            self.task.workflow_instance_id,
-            self.task.retry_count,
-            self.task.poll_count
+            self.held.task.task_type,
+            self.held.task.task_id,
+            self.held.task.workflow_instance_id,
+            self.held.task.retry_count,
+            self.held.task.poll_count
         )
     }
 }
@@ -174,6 +152,10 @@ pub(crate) fn define(ruby: &Ruby, module: magnus::RModule) -> Result<(), Error> 
     class.define_method("scheduled_time", method!(RbTask::scheduled_time, 0))?;
     class.define_method("start_time", method!(RbTask::start_time, 0))?;
     class.define_method("worker_id", method!(RbTask::worker_id, 0))?;
+    class.define_method(
+        "external_input_payload_storage_path",
+        method!(RbTask::external_input_payload_storage_path, 0),
+    )?;
     class.define_method("native_take_input", method!(RbTask::take_input, 1))?;
     class.define_method("output_data", method!(RbTask::output_data, 0))?;
     class.define_method("log", method!(RbTask::log, 1))?;

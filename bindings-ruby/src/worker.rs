@@ -5,9 +5,9 @@
 use std::time::Duration;
 
 use conductor_worker::host::ProcessBound;
-use conductor_worker::{Cancel, ClaimedTask, Error as CoreError, TaskResult, WorkerHealth};
+use conductor_worker::{Cancel, ClaimedTask, Error as CoreError, TaskResult};
 use magnus::value::ReprValue;
-use magnus::{Error, IntoValue, RArray, RHash, Ruby, Value, prelude::*};
+use magnus::{Error, RArray, Ruby, Value, prelude::*};
 use tokio::runtime::Handle;
 
 use crate::errors;
@@ -140,7 +140,7 @@ impl RbWorker {
             json::object_from_ruby(ruby, output, "output")?
         };
         let result = TaskResult::reported(
-            &task.task,
+            &task.held.task,
             &status,
             output,
             reason,
@@ -148,17 +148,8 @@ impl RbWorker {
             logs.unwrap_or_default(),
         )
         .map_err(errors::to_ruby)?;
-        let claim = task.take_claim().ok_or_else(|| {
-            errors::to_ruby(CoreError::UnknownTask {
-                worker: rb_self.inner.task_type().to_owned(),
-                task_id: task.task.task_id.clone(),
-            })
-        })?;
-        let claim = claim
-            .into_inner()
-            .map_err(|pid| errors::internal(format!("this task was claimed in process {pid}")))?;
         let _guard = rb_self.handle.enter();
-        claim.complete(result).map_err(errors::to_ruby)
+        task.held.complete(result).map_err(errors::to_ruby)
     }
 
     fn pause(&self) {
@@ -174,34 +165,9 @@ impl RbWorker {
         self.interrupt.cancel();
     }
 
-    fn health(ruby: &Ruby, rb_self: &Self) -> Result<RHash, Error> {
-        health_hash(ruby, &rb_self.inner.health())
+    fn health(ruby: &Ruby, rb_self: &Self) -> Result<Value, Error> {
+        json::serialized_to_ruby(ruby, &rb_self.inner.health())
     }
-}
-
-pub(crate) fn health_hash(ruby: &Ruby, h: &WorkerHealth) -> Result<RHash, Error> {
-    let hash = ruby.hash_new();
-    let set = |k: &str, v: Value| hash.aset(ruby.to_symbol(k), v);
-    set("task_type", h.task_type.as_str().into_value_with(ruby))?;
-    set("domain", h.domain.clone().into_value_with(ruby))?;
-    set("state", h.state.as_str().into_value_with(ruby))?;
-    set(
-        "last_successful_poll",
-        h.last_successful_poll
-            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .map(|d| d.as_secs_f64())
-            .into_value_with(ruby),
-    )?;
-    set(
-        "consecutive_poll_errors",
-        h.consecutive_poll_errors.into_value_with(ruby),
-    )?;
-    set("running", h.running.into_value_with(ruby))?;
-    set("buffered", h.buffered.into_value_with(ruby))?;
-    set("idle_executors", h.idle_executors.into_value_with(ruby))?;
-    set("restarts", h.restarts.into_value_with(ruby))?;
-    let _ = hash.as_value();
-    Ok(hash)
 }
 
 pub(crate) fn define(ruby: &Ruby, native: magnus::RModule) -> Result<(), Error> {

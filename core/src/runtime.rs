@@ -57,7 +57,7 @@ struct Inner {
 }
 
 /// What [`Runtime::stop`] and [`Runtime::kill`] left behind.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct StopReport {
     /// Tasks still running when the runtime gave up waiting (their results, if they come, go
     /// to the journal).

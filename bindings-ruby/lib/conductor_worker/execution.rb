@@ -30,6 +30,19 @@ module ConductorWorker
            "to the core: #{e.class}: #{e.message}"
     ensure
       ConductorWorker.current_task = nil
+      outcome = nil # the output must not stay reachable from this frame while collecting
+      collect_large_payload(task)
+    end
+
+    # A large input, and the output made from it, are garbage once the task has ended: collect
+    # them now. Ruby would otherwise collect them only when its malloc accounting gets round to
+    # it, after they may have aged into the old generation, and a worker taking 8 MB payloads
+    # would hold several of them at once (bench/README.md, payload-8mb).
+    def collect_large_payload(task)
+      return unless task.large_input?
+
+      task.release_input
+      GC.start
     end
 
     def call(handler, task, symbolize_keys)

@@ -13,6 +13,14 @@ module ConductorWorker
                                       Task.rekey(@input_data.fetch(!symbolize_keys), symbolize_keys)
     end
 
+    # Whether the server stored this task's input externally (the input was large).
+    def large_input? = !external_input_payload_storage_path.nil?
+
+    # Forgets the input Hashes once the task has ended, so that a large input can be collected.
+    def release_input
+      @input_data = nil
+    end
+
     # +value+ with every Hash key, at any depth, a Symbol (+symbolize+) or a String.
     def self.rekey(value, symbolize)
       case value

@@ -3,15 +3,20 @@
 //! releases its interpreter lock while the core waits, and takes from here:
 //!
 //! - the process's tokio runtime and the fork check ([`process_runtime`], [`ProcessBound`]);
+//! - a claimed task as a host object holds it ([`HostTask`]: input taken once, claim completed
+//!   once);
 //! - the options, declared once in the core with their defaults, environment names and checks
 //!   ([`option_tables`], [`WorkerOptions::from_host`](crate::WorkerOptions::from_host),
 //!   [`RuntimeOptions::from_host`](crate::RuntimeOptions::from_host)), so that an option added
 //!   to the core reaches every host with no binding change.
 
 mod process;
+mod task;
 
+#[cfg(feature = "host-log")]
 pub(crate) use process::lineage;
 pub use process::{ProcessBound, process_runtime};
+pub use task::HostTask;
 
 use serde_json::{Value, json};
 

@@ -120,16 +120,19 @@ impl<E: std::fmt::Display> From<std::result::Result<JsonObject, E>> for TaskOutc
     }
 }
 
-/// A snapshot of a worker's health.
-#[derive(Debug, Clone, PartialEq)]
+/// A snapshot of a worker's health. Hosts get it as JSON (`serde_json::to_value`): the state
+/// as its name, the last successful poll in seconds since the Unix epoch.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct WorkerHealth {
     /// Task type.
     pub task_type: String,
     /// Domain, if any.
     pub domain: Option<String>,
     /// State.
+    #[serde(serialize_with = "state_name")]
     pub state: WorkerState,
     /// When a poll last succeeded (empty or not), on any server.
+    #[serde(serialize_with = "unix_seconds")]
     pub last_successful_poll: Option<SystemTime>,
     /// Polls that failed in a row (0 after any success).
     pub consecutive_poll_errors: u32,
@@ -141,6 +144,17 @@ pub struct WorkerHealth {
     pub idle_executors: usize,
     /// Poll loops the supervisor restarted.
     pub restarts: u64,
+}
+
+fn state_name<S: serde::Serializer>(state: &WorkerState, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(state.as_str())
+}
+
+fn unix_seconds<S: serde::Serializer>(at: &Option<SystemTime>, s: S) -> Result<S::Ok, S::Error> {
+    let seconds = at
+        .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+        .map(|d| d.as_secs_f64());
+    serde::Serialize::serialize(&seconds, s)
 }
 
 struct InFlight {
