@@ -4,7 +4,8 @@
 # Installs what it needs itself, idempotently: Debian packages (only when missing; PostgreSQL 15
 # only for its programs, never its system service), a venv at .venv with pytest and ruff, the
 # pinned Conductor server jar in ~/.cache/conductor (never in the repository). Then, in order:
-# cargo fmt --check, cargo clippy -D warnings (whole workspace), cargo test (core + dev server),
+# cargo fmt --check, cargo clippy -D warnings with the 80-line function limit (whole workspace),
+# cargo test (core + dev server),
 # the dev server release build, ruff on the Python test code, and the contract suite: first
 # against the dev server, then against a real Conductor server on SQLite, then against a real
 # Conductor server on its own PostgreSQL cluster.
@@ -137,7 +138,7 @@ contract_conductor_postgres() {
 
 # ---- Python package (bindings-python, tests/python) -------------------------------------------
 # Builds the package into .venv the way users install it (`pip install .`: maturin, release, its
-# own target dir target/maturin), lints it (ruff, mypy --strict), then runs pytest on tests/python
+# own target dir target/maturin), lints it (ruff, mypy --strict, stubtest), then runs pytest on tests/python
 # against the dev server; its real-Conductor workflow test uses the same server tier as above and
 # is skipped (and reported NOT RUN) when that tier cannot run.
 python_package_build() {
@@ -147,14 +148,14 @@ python_package_lint() {
   # stubtest: _native.pyi is written by hand, so it is checked against the extension just built
   # (names, parameters, defaults, properties, @final). MYPYPATH makes it read the checked-in
   # stub, not the copy pip installed, so an edited stub is checked without a reinstall.
-  .venv/bin/ruff check bindings-python/python tests/python &&
-    .venv/bin/ruff format --check bindings-python/python tests/python &&
+  .venv/bin/ruff check bindings-python/python tests/python scripts &&
+    .venv/bin/ruff format --check bindings-python/python tests/python scripts &&
     .venv/bin/mypy &&
     MYPYPATH=bindings-python/python .venv/bin/python -m mypy.stubtest conductor_worker._native
 }
 python_tests() {
   timed "python package: pip install ." python_package_build
-  timed "python package: ruff + mypy" python_package_lint
+  timed "python package: ruff, mypy, stubtest" python_package_lint
   pytest_tier "python package tests" tests/python
 }
 python_binding_tests() { python_tests; }

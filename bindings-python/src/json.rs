@@ -139,8 +139,7 @@ fn convert(obj: &Bound<'_, PyAny>, path: &mut String, depth: usize) -> PyResult<
         return Ok(Value::Array(items));
     }
     Err(PyTypeError::new_err(format!(
-        "{path} is of type {}, which is not JSON: use dict, list, str, int, float, bool or None,
-         dataclasses, pydantic models, enums, dates, UUIDs or decimals",
+        "{path} is of type {}, which is not JSON: use dict, list, str, int, float, bool or None",
         type_name(obj)
     )))
 }

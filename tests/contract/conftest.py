@@ -263,9 +263,10 @@ def devserver_variants() -> Iterator[Callable[[tuple[str, ...]], DevServer]]:
 def devserver_bug(request: pytest.FixtureRequest, server: Target, reference: str) -> None:
     """The dev server is known to answer this differently from the real server (DEVSERVER_BUGS.md):
     the test asserts the real server's behaviour and is an expected failure on the dev server until
-    it is fixed (an unexpected pass shows up as XPASS)."""
+    it is fixed. Strict: once the dev server is fixed the test passes there and fails the run, until
+    the marker and its DEVSERVER_BUGS.md entry are removed."""
     if server.is_devserver:
-        request.applymarker(pytest.mark.xfail(reason=f"dev server bug: {reference} (DEVSERVER_BUGS.md)", strict=False))
+        request.applymarker(pytest.mark.xfail(reason=f"dev server bug: {reference} (DEVSERVER_BUGS.md)", strict=True))
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import enum
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import pydantic
 import pytest
@@ -183,3 +183,26 @@ def test_mapping_rules() -> None:
         ...
 
     assert bind(untyped, {"x": object}) == ([], {"x": object})
+
+
+class _Sized(Protocol):
+    def __len__(self) -> int: ...
+
+
+@runtime_checkable
+class _Named(Protocol):
+    name: str
+
+
+def test_protocol_parameters_are_checked_only_when_runtime_checkable() -> None:
+    def f(items: _Sized, who: _Named) -> None: ...
+
+    class Someone:
+        name = "x"
+
+    # A plain Protocol cannot be checked with isinstance: the value is passed as is (it used to
+    # raise TypeError on every task, which failed no task and delivered no result).
+    who = Someone()
+    assert bind(f, {"items": [1, 2], "who": who}) == ([], {"items": [1, 2], "who": who})
+    with pytest.raises(InputMismatch, match="'who' should be a _Named"):
+        bind(f, {"items": [1], "who": 3})

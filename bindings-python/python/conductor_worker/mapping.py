@@ -191,7 +191,19 @@ def _class_converter(tp: Any) -> Converter:
         return _dataclass_converter(tp)
     if _is_pydantic_model(tp):
         return _model_converter(tp)
+    if not _checkable(tp):
+        return _unchecked  # a Protocol without @runtime_checkable: isinstance refuses it
     return _instance_converter(tp)
+
+
+def _checkable(tp: type) -> bool:
+    """Whether ``isinstance`` accepts ``tp`` (it raises for a Protocol not marked
+    ``@runtime_checkable``, which would fail every task instead of checking its input)."""
+    try:
+        isinstance(None, tp)
+    except TypeError:
+        return False
+    return True
 
 
 def _enum_converter(tp: type[enum.Enum]) -> Converter:
