@@ -265,13 +265,6 @@ impl PyWorker {
         held.complete(result).map_err(errors::to_py)
     }
 
-    /// Sends a line to a running task's execution log now.
-    fn log(&self, task_id: &str, line: String) -> PyResult<()> {
-        fork_check(&self.inner, "Worker")?;
-        let _guard = self.handle.enter();
-        self.inner.log(task_id, line).map_err(errors::to_py)
-    }
-
     fn pause(&self) {
         self.inner.pause();
     }
