@@ -183,31 +183,13 @@ impl PyRuntime {
         json::serialized_to_py(py, &self.inner.health())
     }
 
-    fn is_healthy(&self) -> bool {
-        self.inner.is_healthy()
-    }
-
-    fn pending_results(&self) -> usize {
-        self.inner.pending_results()
+    /// `{healthy, pending_results, metrics_addr: (host, port) | None, servers}`.
+    fn status<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        json::serialized_to_py(py, &self.inner.status())
     }
 
     fn metrics_text(&self) -> String {
         self.inner.metrics_text()
-    }
-
-    /// `(host, port)` of the metrics and health endpoint, once started.
-    fn metrics_addr(&self) -> Option<(String, u16)> {
-        self.inner
-            .metrics_addr()
-            .map(|a| (a.ip().to_string(), a.port()))
-    }
-
-    fn servers(&self) -> Vec<String> {
-        self.inner
-            .servers()
-            .iter()
-            .map(|s| s.url().to_owned())
-            .collect()
     }
 
     fn register_task_defs(&self, py: Python<'_>, defs: Vec<Bound<'_, PyAny>>) -> PyResult<()> {

@@ -123,31 +123,13 @@ impl RbRuntime {
         json::serialized_to_ruby(ruby, &rb_self.inner.health())
     }
 
-    fn is_healthy(&self) -> bool {
-        self.inner.is_healthy()
-    }
-
-    fn pending_results(&self) -> usize {
-        self.inner.pending_results()
+    /// `{healthy:, pending_results:, metrics_addr: [host, port] or nil, servers:}`.
+    fn status(ruby: &Ruby, rb_self: &Self) -> Result<Value, Error> {
+        json::serialized_to_ruby(ruby, &rb_self.inner.status())
     }
 
     fn metrics_text(&self) -> String {
         self.inner.metrics_text()
-    }
-
-    /// `[host, port]` of the metrics and health endpoint, once started.
-    fn metrics_addr(&self) -> Option<(String, u16)> {
-        self.inner
-            .metrics_addr()
-            .map(|a| (a.ip().to_string(), a.port()))
-    }
-
-    fn servers(&self) -> Vec<String> {
-        self.inner
-            .servers()
-            .iter()
-            .map(|s| s.url().to_owned())
-            .collect()
     }
 
     fn register_task_defs(ruby: &Ruby, rb_self: &Self, defs: RArray) -> Result<bool, Error> {
@@ -224,11 +206,8 @@ pub(crate) fn define(ruby: &Ruby, native: magnus::RModule) -> Result<(), Error> 
     class.define_method("stop", method!(RbRuntime::stop, 1))?;
     class.define_method("kill", method!(RbRuntime::kill, 0))?;
     class.define_method("health", method!(RbRuntime::health, 0))?;
-    class.define_method("healthy?", method!(RbRuntime::is_healthy, 0))?;
-    class.define_method("pending_results", method!(RbRuntime::pending_results, 0))?;
+    class.define_method("status", method!(RbRuntime::status, 0))?;
     class.define_method("metrics_text", method!(RbRuntime::metrics_text, 0))?;
-    class.define_method("metrics_addr", method!(RbRuntime::metrics_addr, 0))?;
-    class.define_method("servers", method!(RbRuntime::servers, 0))?;
     class.define_method(
         "register_task_defs",
         method!(RbRuntime::register_task_defs, 1),

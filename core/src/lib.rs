@@ -46,7 +46,7 @@ pub use client::{Polled, ServerClient, ServerId, Undecodable, UpdateOutcome};
 pub use config::{Credentials, JournalConfig, RuntimeOptions, ServerConfig, WorkerOptions};
 pub use error::{ERROR_KINDS, Error, Result};
 pub use runner::{Cancel, Claim, ClaimedTask, TaskOutcome, Worker, WorkerHealth, WorkerState};
-pub use runtime::Runtime;
+pub use runtime::{Runtime, RuntimeStatus};
 
 /// The version of this crate.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -56,6 +56,19 @@ struct Inner {
     metrics_addr: Mutex<Option<SocketAddr>>,
 }
 
+/// The runtime as a whole ([`Runtime::status`]); hosts get it as JSON.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RuntimeStatus {
+    /// [`Runtime::is_healthy`].
+    pub healthy: bool,
+    /// [`Runtime::pending_results`].
+    pub pending_results: usize,
+    /// Host and port of the metrics and health endpoint, once started.
+    pub metrics_addr: Option<(String, u16)>,
+    /// The servers' base URLs, in configuration order.
+    pub servers: Vec<String>,
+}
+
 /// What [`Runtime::stop`] and [`Runtime::kill`] left behind.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct StopReport {
@@ -337,6 +350,16 @@ impl Runtime {
     /// Results accepted but not yet delivered.
     pub fn pending_results(&self) -> usize {
         self.inner.deliveries.pending()
+    }
+
+    /// What a host shows of the runtime as a whole, in one snapshot.
+    pub fn status(&self) -> RuntimeStatus {
+        RuntimeStatus {
+            healthy: self.is_healthy(),
+            pending_results: self.pending_results(),
+            metrics_addr: self.metrics_addr().map(|a| (a.ip().to_string(), a.port())),
+            servers: self.servers().iter().map(|s| s.url().to_owned()).collect(),
+        }
     }
 
     /// Starts polling: registers the workers' task definitions, delivers journalled results,

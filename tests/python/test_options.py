@@ -73,7 +73,7 @@ def test_options_reach_the_core_by_name() -> None:
         "options_reach", {"concurrency": 3, "poll_interval": 0.25, "poll_timeout": 2, "domain": "blue"}
     )
     assert (worker.concurrency, worker.poll_interval, worker.poll_timeout, worker.domain) == (3, 0.25, 2.0, "blue")
-    assert runtime.servers() == ["http://127.0.0.1:1/api"]
+    assert runtime.status()["servers"] == ["http://127.0.0.1:1/api"]
 
 
 def test_the_readme_documents_every_worker_option() -> None:

@@ -189,7 +189,7 @@ class Runner:
         logger.info(
             "started %d worker(s) on %s: %s",
             len(self._executors),
-            ", ".join(runtime.servers()),
+            ", ".join(runtime.status()["servers"]),
             ", ".join(f"{e.spec.task_type} x{e.native.concurrency}" for e in self._executors),
         )
 
@@ -310,7 +310,7 @@ class Runner:
 
     def is_healthy(self) -> bool:
         """Running, and every worker polls without errors piling up."""
-        return self._runtime is not None and self._runtime.is_healthy()
+        return self._runtime is not None and bool(self._runtime.status()["healthy"])
 
     def metrics_text(self) -> str:
         """The Prometheus text exposition (also served on ``metrics_port`` if set)."""
@@ -319,7 +319,8 @@ class Runner:
     @property
     def metrics_addr(self) -> tuple[str, int] | None:
         """``(host, port)`` of the metrics and health endpoint, once started."""
-        return self._runtime.metrics_addr() if self._runtime is not None else None
+        addr = self._runtime.status()["metrics_addr"] if self._runtime is not None else None
+        return (addr[0], addr[1]) if addr else None
 
     def pause(self, task_type: str | None = None) -> None:
         """Stops polling (one task type, or all); running tasks go on."""

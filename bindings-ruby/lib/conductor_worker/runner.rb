@@ -43,7 +43,7 @@ module ConductorWorker
     end
 
     # The servers, as URLs.
-    def servers = @native.servers
+    def servers = @native.status.fetch(:servers)
 
     # Starts polling and the executors; returns self.
     def start
@@ -95,16 +95,16 @@ module ConductorWorker
     # One Hash per worker: state, last successful poll, errors, running and buffered tasks.
     def health = @native.health
 
-    def healthy? = @native.healthy?
+    def healthy? = @native.status.fetch(:healthy)
 
     # Results handed back but not yet accepted by their server.
-    def pending_results = @native.pending_results
+    def pending_results = @native.status.fetch(:pending_results)
 
     # The Prometheus text of the core's metrics.
     def metrics_text = @native.metrics_text
 
     # [host, port] of the metrics and health endpoint (with +metrics_port:+), once started.
-    def metrics_addr = @native.metrics_addr
+    def metrics_addr = @native.status.fetch(:metrics_addr)
 
     def pause(task_type) = worker(task_type).pause
 
