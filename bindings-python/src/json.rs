@@ -167,6 +167,6 @@ pub(crate) fn serialized_to_py<'py>(
     value: &impl serde::Serialize,
 ) -> PyResult<Bound<'py, PyAny>> {
     let json = serde_json::to_value(value)
-        .map_err(|e| crate::errors::internal(format!("cannot describe a core value: {e}")))?;
+        .map_err(|e| PyValueError::new_err(format!("cannot describe a core value: {e}")))?;
     to_py(py, &json)
 }

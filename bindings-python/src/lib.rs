@@ -3,6 +3,7 @@
 //! (`conductor_worker`) is what users import.
 
 mod errors;
+mod gil;
 mod json;
 mod logging;
 mod runtime;

@@ -13,8 +13,8 @@ use pyo3::prelude::*;
 use tokio::runtime::Handle;
 
 use crate::errors;
+use crate::gil::{SIGNAL_SLICE, fork_check};
 use crate::json;
-use crate::runtime::{SIGNAL_SLICE, fork_check};
 use crate::task::PyTask;
 
 /// One task type (in one domain) on every server of its runtime.

@@ -253,7 +253,11 @@ pub(crate) fn serialized_to_ruby(
     ruby: &Ruby,
     value: &impl serde::Serialize,
 ) -> Result<Value, Error> {
-    let json = serde_json::to_value(value)
-        .map_err(|e| crate::errors::internal(format!("cannot describe a core value: {e}")))?;
+    let json = serde_json::to_value(value).map_err(|e| {
+        Error::new(
+            ruby.exception_runtime_error(),
+            format!("cannot describe a core value: {e}"),
+        )
+    })?;
     Ok(to_ruby(ruby, &json, true))
 }

@@ -19,29 +19,8 @@ use std::time::{Duration, Instant};
 use crate::client::{ServerClient, ServerId};
 use crate::config::RuntimeOptions;
 use crate::error::Result;
+pub use crate::state::CircuitState;
 use crate::telemetry::{Event, EventBus};
-
-/// The state of a server's circuit breaker.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum CircuitState {
-    /// Polls go out.
-    Closed,
-    /// No polls until the reset time has passed.
-    Open,
-    /// One probe poll decides.
-    HalfOpen,
-}
-
-impl CircuitState {
-    /// Lower-case name (`closed`, `open`, `half_open`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Closed => "closed",
-            Self::Open => "open",
-            Self::HalfOpen => "half_open",
-        }
-    }
-}
 
 /// May a poll go out now?
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::telemetry::EventField as Field;
+use crate::field::Field;
 
 /// Everything that can go wrong in this crate.
 #[derive(Debug, thiserror::Error)]

@@ -31,14 +31,17 @@
 pub mod alloc;
 pub mod api;
 pub mod backoff;
+mod cancel;
 pub mod client;
 pub mod cluster;
 pub mod config;
 mod error;
+mod field;
 pub mod host;
 pub mod journal;
 pub mod runner;
 pub mod runtime;
+mod state;
 pub mod telemetry;
 
 pub use api::{Task, TaskDef, TaskResult, TaskStatus};

@@ -10,6 +10,8 @@ mod handout;
 pub(crate) mod payloads;
 pub(crate) mod poller;
 
+pub use crate::cancel::Cancel;
+pub use crate::state::WorkerState;
 pub use handout::{Claim, ClaimedTask};
 
 use std::collections::{HashMap, VecDeque};
@@ -30,34 +32,6 @@ use crate::error::{Error, Result};
 use crate::telemetry::metrics::WorkerMetrics;
 use crate::telemetry::{Event, EventBus};
 use delivery::{Deliveries, Origin};
-
-/// The state of a worker.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum WorkerState {
-    /// Registered, runtime not started.
-    Created,
-    /// Polling.
-    Running,
-    /// Not polling; running tasks go on; [`Worker::resume`] starts polling again.
-    Paused,
-    /// Stopping: no new tasks; running tasks finish.
-    Stopping,
-    /// Stopped.
-    Stopped,
-}
-
-impl WorkerState {
-    /// Lower-case name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Created => "created",
-            Self::Running => "running",
-            Self::Paused => "paused",
-            Self::Stopping => "stopping",
-            Self::Stopped => "stopped",
-        }
-    }
-}
 
 /// A polled task waiting for an executor, with the server it came from.
 #[derive(Debug)]
@@ -317,60 +291,6 @@ impl Worker {
             buffered,
             idle_executors: idle,
             restarts: inner.metrics.restarts.load(Ordering::Relaxed),
-        }
-    }
-}
-
-/// Interrupts a waiting [`Worker::next_tasks_blocking`] from another thread: a Ruby
-/// unblocking function, a signal handler, shutdown. Cheap to clone; clones share the flag.
-/// It stays cancelled until [`reset`](Self::reset).
-#[derive(Clone, Default)]
-pub struct Cancel {
-    inner: Arc<(std::sync::atomic::AtomicBool, Notify)>,
-}
-
-impl std::fmt::Debug for Cancel {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Cancel")
-            .field("cancelled", &self.is_cancelled())
-            .finish()
-    }
-}
-
-impl Cancel {
-    /// A cancel handle, not cancelled.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Wakes every wait on this handle, now and until [`reset`](Self::reset). Never blocks,
-    /// so it is safe from an interrupt handler.
-    pub fn cancel(&self) {
-        self.inner.0.store(true, Ordering::Release);
-        self.inner.1.notify_waiters();
-    }
-
-    /// Whether [`cancel`](Self::cancel) was called since the last reset.
-    pub fn is_cancelled(&self) -> bool {
-        self.inner.0.load(Ordering::Acquire)
-    }
-
-    /// Clears the flag, for the next wait.
-    pub fn reset(&self) {
-        self.inner.0.store(false, Ordering::Release);
-    }
-
-    /// Resolves once [`cancel`](Self::cancel) was called: for a host binding that races its
-    /// own interrupt against a wait.
-    pub async fn cancelled(&self) {
-        loop {
-            let notified = self.inner.1.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if self.is_cancelled() {
-                return;
-            }
-            notified.await;
         }
     }
 }

@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use crate::client::ServerId;
 use crate::client::external::{Operation, PayloadType};
-use crate::runner::WorkerState;
+use crate::field::Field as EventField;
+use crate::state::{CircuitState, WorkerState};
 
 /// Something that happened in the runtime.
 #[derive(Debug, Clone, PartialEq)]
@@ -119,7 +120,7 @@ pub enum Event {
         /// Its URL.
         url: String,
         /// The new state.
-        state: crate::cluster::CircuitState,
+        state: CircuitState,
     },
     /// A payload was read from or written to the server's external storage: a task's input
     /// downloaded before it ran, or an output uploaded before its result was sent.
@@ -162,20 +163,6 @@ pub enum Event {
         /// Why.
         reason: String,
     },
-}
-
-/// One field of an [`Event`] in a form every host language has: what the bindings hand to
-/// Python and Ruby listeners.
-#[derive(Debug, Clone, PartialEq)]
-pub enum EventField {
-    /// Text.
-    Str(String),
-    /// A count or a server index.
-    Int(u64),
-    /// Seconds.
-    Float(f64),
-    /// A flag.
-    Bool(bool),
 }
 
 impl Event {
@@ -404,7 +391,6 @@ mod tests {
     //! Hosts read events by field name, and by position: every variant's fields, in order.
 
     use super::*;
-    use crate::cluster::CircuitState;
     use EventField::{Bool, Float, Int, Str};
 
     const SERVER: ServerId = ServerId(2);

@@ -18,8 +18,8 @@ use std::sync::{Mutex, Once};
 use std::time::{Duration, SystemTime};
 
 use super::pull::drain;
+use crate::cancel::Cancel;
 use crate::host::lineage;
-use crate::runner::Cancel;
 
 use tracing::field::{Field, Visit};
 use tracing::subscriber::Interest;

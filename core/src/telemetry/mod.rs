@@ -10,6 +10,7 @@ pub mod host_log;
 pub mod metrics;
 mod pull;
 
+pub use crate::field::Field as EventField;
 pub(crate) use events::EventBus;
-pub use events::{Event, EventField, Listener};
+pub use events::{Event, Listener};
 pub use pull::{EventQueue, EventRecord};

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::EventField;
-use crate::runner::Cancel;
+use crate::cancel::Cancel;
 
 /// How often a wait looks at its [`Cancel`].
 const SLICE: Duration = Duration::from_millis(100);
