@@ -4,7 +4,8 @@
 # Installs what it needs itself, idempotently: Debian packages (only when missing; PostgreSQL 15
 # only for its programs, never its system service), a venv at .venv with pytest and ruff, the
 # pinned Conductor server jar in ~/.cache/conductor (never in the repository). Then, in order:
-# cargo fmt --check, cargo clippy -D warnings with the 80-line function limit (whole workspace),
+# cargo fmt --check, cargo clippy -D warnings with the 80-line function limit (whole workspace)
+# and a check that no two modules of a crate use each other,
 # cargo test (core + dev server),
 # the dev server release build, ruff on the Python test code, and the contract suite: first
 # against the dev server, then against a real Conductor server on SQLite, then against a real
@@ -90,7 +91,10 @@ install_prerequisites() {
 }
 
 rust_fmt() { cargo fmt --all -- --check; }
-rust_clippy() { cargo clippy --workspace --all-targets -- -D warnings -W clippy::too_many_lines; }
+rust_clippy() {
+  cargo clippy --workspace --all-targets -- -D warnings -W clippy::too_many_lines &&
+    python3 tests/tools/module_cycles.py core/src devserver/src bindings-python/src bindings-ruby/src
+}
 rust_tests() { cargo test; }  # default members: core and dev server (unit, integration, doc tests)
 build_devserver() { cargo build --release -p conductor-devserver; }
 python_lint() { .venv/bin/ruff check tests && .venv/bin/ruff format --check tests; }
@@ -245,7 +249,7 @@ print_summary() {
 t_start=$(now)
 timed "prerequisites" install_prerequisites
 timed "cargo fmt --check" rust_fmt
-timed "cargo clippy -D warnings" rust_clippy
+timed "cargo clippy, module cycles" rust_clippy
 timed "cargo test" rust_tests
 timed "dev server release build" build_devserver
 timed "ruff (tests/)" python_lint
