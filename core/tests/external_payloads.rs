@@ -12,6 +12,7 @@ use std::time::Duration;
 use common::{Server, count, init_tracing};
 use conductor_devserver::{Config, ExternalStorage, PayloadLimits};
 use conductor_worker::api::JsonObject;
+use conductor_worker::client::external::Operation;
 use conductor_worker::telemetry::Event;
 use conductor_worker::{Runtime, TaskOutcome, WorkerOptions};
 use serde_json::{Value, json};
@@ -528,4 +529,52 @@ async fn an_uploaded_output_whose_update_is_pending_at_kill_is_journalled_by_its
     let output = stored_output(&server, &id).await;
     assert_eq!(checksum(&output["doc"]), checksum(&big_output(11)["doc"]));
     std::fs::remove_dir_all(dir).ok();
+}
+
+/// A worker holds at most `concurrency` large inputs: with one executor, the next externalized
+/// input is fetched only once the previous task's result (its output uploaded) is delivered,
+/// not while that upload is still going on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_next_large_input_waits_for_the_previous_result() {
+    init_tracing();
+    let server = payload_server(limits(ExternalStorage::Upload), false).await;
+    enqueue_documents(&server, "one_at_a_time", &[1, 2, 3, 4], 200 * KB).await;
+    // Every request takes a while, so a poll answers while an upload is still going on.
+    server.faults(json!({"latency_ms": 150})).await;
+    let runtime = Runtime::new(options(&server, false)).unwrap();
+    let events = record_events(&runtime);
+    runtime
+        .spawn_fn(worker("one_at_a_time").concurrency(1), |task| async move {
+            // The input back as the output: above the threshold, so it is uploaded.
+            TaskOutcome::Completed(task.input_data)
+        })
+        .unwrap();
+    runtime.start().await.unwrap();
+    server.wait_completed(4, Duration::from_secs(60)).await;
+    runtime.stop(Duration::from_secs(5)).await;
+    let order: Vec<&str> = events
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|e| match e {
+            Event::ExternalPayloadUsed {
+                operation: Operation::Read,
+                ..
+            } => Some("read"),
+            Event::UpdateDelivered { .. } => Some("delivered"),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        order.iter().filter(|e| **e == "read").count(),
+        4,
+        "{order:?}"
+    );
+    for pair in order.windows(2) {
+        assert_ne!(
+            pair,
+            ["read", "read"],
+            "two large inputs held at once: {order:?}"
+        );
+    }
 }

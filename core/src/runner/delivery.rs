@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use tokio::runtime::Handle;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, OwnedSemaphorePermit};
 use tokio::task::AbortHandle;
 
 use super::{WorkerInner, payloads};
@@ -93,6 +93,20 @@ impl Deliveries {
         origin: Origin,
         journal_id: Option<String>,
     ) {
+        self.submit_holding(server, result, origin, journal_id, None);
+    }
+
+    /// [`submit`](Self::submit), keeping `held` until the delivery has ended: the permit of a
+    /// task whose large input is still in memory, so that the next large input is not fetched
+    /// while this result's output is uploaded.
+    pub(crate) fn submit_holding(
+        self: &Arc<Self>,
+        server: ServerId,
+        result: TaskResult,
+        origin: Origin,
+        journal_id: Option<String>,
+        held: Option<OwnedSemaphorePermit>,
+    ) {
         if self.killed.load(Ordering::Acquire) {
             // After kill nothing is sent any more; the journal keeps it for the next start.
             self.journal_now(server, &result, journal_id.as_deref());
@@ -115,6 +129,10 @@ impl Deliveries {
         self.metrics.pending_updates.fetch_add(1, Ordering::Relaxed);
         let span = tracing::debug_span!("update", task_type = %origin.task_type, task_id = %result.task_id, %server);
         let delivery = Arc::clone(self).deliver(id, server, result, origin);
+        let delivery = async move {
+            delivery.await;
+            drop(held);
+        };
         let task = self
             .handle
             .spawn(tracing::Instrument::instrument(delivery, span));

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use tokio::sync::OwnedSemaphorePermit;
 use tokio::task::AbortHandle;
 
 use super::{Buffered, Cancel, InFlight, Worker, WorkerInner, WorkerState, sleep_until};
@@ -38,6 +39,8 @@ pub struct Claim {
     worker: Option<Arc<WorkerInner>>,
     task_id: String,
     workflow_id: String,
+    /// The task's large input permit, passed on to the delivery of its result.
+    large_input: Option<OwnedSemaphorePermit>,
 }
 
 impl Claim {
@@ -56,7 +59,7 @@ impl Claim {
         };
         result.task_id = std::mem::take(&mut self.task_id);
         result.workflow_instance_id = std::mem::take(&mut self.workflow_id);
-        worker.finish(result)
+        worker.finish(result, self.large_input.take())
     }
 }
 
@@ -201,7 +204,12 @@ impl WorkerInner {
     }
 
     /// Records a task handed to an executor, starts its lease extension, and makes its claim.
-    fn hand_out(self: &Arc<Self>, Buffered { task, server }: Buffered) -> ClaimedTask {
+    fn hand_out(self: &Arc<Self>, buffered: Buffered) -> ClaimedTask {
+        let Buffered {
+            task,
+            server,
+            large_input,
+        } = buffered;
         let lease = self.lease_extension(&task, server);
         let flight = InFlight {
             server,
@@ -223,6 +231,7 @@ impl WorkerInner {
             worker: Some(Arc::clone(self)),
             task_id: task.task_id.clone(),
             workflow_id: task.workflow_instance_id.clone(),
+            large_input,
         };
         ClaimedTask {
             task,
@@ -267,7 +276,11 @@ impl WorkerInner {
     }
 
     /// A result from a claim: recorded, then handed to the update pipeline.
-    fn finish(self: &Arc<Self>, mut result: TaskResult) -> Result<()> {
+    fn finish(
+        self: &Arc<Self>,
+        mut result: TaskResult,
+        large_input: Option<OwnedSemaphorePermit>,
+    ) -> Result<()> {
         let flight = self
             .end_flight(&result.task_id)
             .ok_or_else(|| Error::UnknownTask {
@@ -295,7 +308,7 @@ impl WorkerInner {
             result.worker_id = Some(self.options.worker_id.clone());
         }
         self.deliveries
-            .submit(flight.server, result, self.origin(), None);
+            .submit_holding(flight.server, result, self.origin(), None, large_input);
         Ok(())
     }
 

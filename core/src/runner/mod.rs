@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
 use tokio::runtime::Handle;
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::AbortHandle;
 
 use crate::api::{JsonObject, Task, TaskResult};
@@ -38,6 +38,8 @@ use delivery::{Deliveries, Origin};
 pub(crate) struct Buffered {
     pub(crate) task: Task,
     pub(crate) server: ServerId,
+    /// Held from the download of a large input until the task's result is delivered.
+    pub(crate) large_input: Option<OwnedSemaphorePermit>,
 }
 
 /// What a task function returns in the Rust API.
@@ -176,6 +178,10 @@ pub(crate) struct WorkerInner {
     slots: Mutex<Slots>,
     task_ready: Notify,
     capacity: Notify,
+    /// One permit per executor: a task whose input was stored externally holds one from its
+    /// download until its result is delivered, so a worker holds at most `concurrency` large
+    /// payloads at once (the next input is not fetched while an output is still uploading).
+    large_inputs: Arc<Semaphore>,
     in_flight: Mutex<HashMap<String, InFlight>>,
     /// Milliseconds since the epoch of the last successful poll (0: never).
     pub(crate) last_poll_ok: AtomicU64,
@@ -212,6 +218,7 @@ impl Worker {
         handle: Handle,
     ) -> Self {
         let (state, _) = watch::channel(WorkerState::Created);
+        let large_inputs = Arc::new(Semaphore::new(options.concurrency));
         Self {
             inner: Arc::new(WorkerInner {
                 options,
@@ -224,6 +231,7 @@ impl Worker {
                 slots: Mutex::new(Slots::default()),
                 task_ready: Notify::new(),
                 capacity: Notify::new(),
+                large_inputs,
                 in_flight: Mutex::new(HashMap::new()),
                 last_poll_ok: AtomicU64::new(0),
                 consecutive_errors: AtomicU32::new(0),
@@ -419,12 +427,18 @@ impl WorkerInner {
         } else {
             tasks.extend(external);
         }
-        self.buffer(server, tasks, 0);
+        self.buffer(server, tasks, 0, None);
     }
 
     /// Buffers tasks whose input is complete (`downloaded` of them just downloaded), or gives
     /// them back if the worker is stopping.
-    fn buffer(self: &Arc<Self>, server: ServerId, tasks: Vec<Task>, downloaded: usize) {
+    fn buffer(
+        self: &Arc<Self>,
+        server: ServerId,
+        tasks: Vec<Task>,
+        downloaded: usize,
+        large_input: Option<OwnedSemaphorePermit>,
+    ) {
         let mut slots = self.lock_slots();
         // In the same critical section as the push: the slot must not look free in between.
         slots.downloading = slots.downloading.saturating_sub(downloaded);
@@ -438,8 +452,14 @@ impl WorkerInner {
             }
             return;
         }
+        let mut large_input = large_input;
         for task in tasks {
-            slots.ready.push_back(Buffered { task, server });
+            let large_input = large_input.take();
+            slots.ready.push_back(Buffered {
+                task,
+                server,
+                large_input,
+            });
         }
         drop(slots);
         // The executor that waited last gets the task: under load that is the one that just
@@ -452,12 +472,14 @@ impl WorkerInner {
     /// Downloads a task's externalized input, then buffers the task; a task whose input cannot
     /// be had is failed terminally, never run on an empty input.
     async fn download_then_buffer(self: Arc<Self>, server: ServerId, mut task: Task) {
+        // Never closed, so this waits only for a task of this worker to deliver its result.
+        let permit = Arc::clone(&self.large_inputs).acquire_owned().await.ok();
         let downloaded = match self.servers.client(server) {
             Some(client) => {
                 payloads::download_input(client, &mut task, &self.deliveries.backoff).await
             }
             None => {
-                self.buffer(server, Vec::new(), 1);
+                self.buffer(server, Vec::new(), 1, None);
                 return;
             }
         };
@@ -476,10 +498,10 @@ impl WorkerInner {
                         duration: transfer.duration,
                     });
                 }
-                self.buffer(server, vec![task], 1);
+                self.buffer(server, vec![task], 1, permit);
             }
             Err(e) => {
-                self.buffer(server, Vec::new(), 1);
+                self.buffer(server, Vec::new(), 1, None);
                 self.fail_unreadable_input(server, &task, &e);
             }
         }
