@@ -126,20 +126,9 @@ impl Worker {
             if inner.is_stopping() {
                 return Err(Error::NotRunning("stopping"));
             }
-            let taken = inner.take_buffered(max)?;
+            let taken = inner.drain_or_wait(max, &mut guard);
             if !taken.is_empty() {
-                let mut slots = inner.lock_slots();
-                slots.waiting = slots.waiting.saturating_sub(guard.count);
-                guard.count = 0;
-                if !slots.ready.is_empty() {
-                    inner.task_ready.notify_last();
-                }
-                return Ok(taken);
-            }
-            if guard.count == 0 {
-                inner.lock_slots().waiting += max;
-                guard.count = max;
-                inner.capacity.notify_waiters();
+                return Ok(taken.into_iter().map(|b| inner.hand_out(b)).collect());
             }
             let cancelled = async {
                 match cancel {
@@ -188,6 +177,30 @@ impl WorkerInner {
             *self.state.borrow(),
             WorkerState::Stopping | WorkerState::Stopped
         )
+    }
+
+    /// Up to `max` buffered tasks; when there are none, this executor's `max` slots are
+    /// registered as waiting (once), which lets the poller claim tasks for them. In one critical
+    /// section with the buffer: the slots must never look free for a task already taken, or the
+    /// poller would claim a task that no executor waits for (its response timeout running while
+    /// it sits in the buffer).
+    fn drain_or_wait(&self, max: usize, guard: &mut WaitGuard<'_>) -> Vec<Buffered> {
+        let mut slots = self.lock_slots();
+        let n = max.min(slots.ready.len());
+        let taken: Vec<Buffered> = slots.ready.drain(..n).collect();
+        if !taken.is_empty() {
+            slots.waiting = slots.waiting.saturating_sub(guard.count);
+            guard.count = 0;
+            if !slots.ready.is_empty() {
+                self.task_ready.notify_last();
+            }
+        } else if guard.count == 0 {
+            slots.waiting += max;
+            guard.count = max;
+            drop(slots);
+            self.capacity.notify_waiters();
+        }
+        taken
     }
 
     /// Up to `max` buffered tasks, handed out (maybe none).
