@@ -160,4 +160,15 @@ class TestMapping < Minitest::Test
     end
     assert_nil ConductorWorker.current_task
   end
+
+  # The second key style of a task's input is made from the first (the core's copy is gone by
+  # then): keys at every depth, inside arrays too, values shared.
+  def test_an_input_rekeyed_to_the_other_style_keeps_every_level
+    text = +"shared"
+    strings = { "a" => [{ "b" => 1 }, 2], "c" => { "d" => text } }
+    symbols = ConductorWorker::Task.rekey(strings, true)
+    assert_equal({ a: [{ b: 1 }, 2], c: { d: "shared" } }, symbols)
+    assert_same text, symbols[:c][:d]
+    assert_equal strings, ConductorWorker::Task.rekey(symbols, false)
+  end
 end

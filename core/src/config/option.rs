@@ -203,7 +203,7 @@ pub const FLAG: Conversion<bool> = Conversion {
     show: bool::to_string,
 };
 
-pub(crate) fn parse_flag(text: &str) -> Result<bool, Refusal> {
+fn parse_flag(text: &str) -> Result<bool, Refusal> {
     match text.trim().to_ascii_lowercase().as_str() {
         "true" | "1" | "yes" | "on" => Ok(true),
         "false" | "0" | "no" | "off" => Ok(false),
@@ -242,4 +242,14 @@ pub(crate) fn shown(value: &Json) -> String {
 /// How a default is shown: as given (`shown`), else by its value.
 pub(crate) fn shown_default(value: String, shown: &[&str]) -> String {
     shown.first().map_or(value, |s| (*s).to_owned())
+}
+
+/// The error for an option `name` that `options` does not have, listing those it has.
+pub(crate) fn unknown_option(setting: String, name: &str, options: &[OptionInfo]) -> Error {
+    let known: Vec<_> = options.iter().map(|o| o.name).collect();
+    let reason = format!(
+        "there is no such option; the options are {}",
+        known.join(", ")
+    );
+    Error::config(setting, name, reason)
 }

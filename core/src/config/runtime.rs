@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use serde_json::Value as Json;
 
-use super::option::{Conversion, HostType, OptionInfo, Refusal, SECONDS, shown, shown_default};
+use super::option::{
+    Conversion, HostType, OptionInfo, Refusal, SECONDS, shown, shown_default, unknown_option,
+};
 use super::{Credentials, Env, JournalConfig, ServerConfig};
 use crate::api::JsonObject;
 use crate::backoff::Backoff;
@@ -215,14 +217,7 @@ impl RuntimeOptions {
             let setting = format!("runtime option {name}");
             match options.set_from_host(name, value) {
                 Ok(true) => {}
-                Ok(false) => {
-                    let known: Vec<_> = Self::options().iter().map(|o| o.name).collect();
-                    let reason = format!(
-                        "there is no such option; the options are {}",
-                        known.join(", ")
-                    );
-                    return Err(Error::config(setting, name, reason));
-                }
+                Ok(false) => return Err(unknown_option(setting, name, &Self::options())),
                 Err(refusal) => {
                     return Err(refusal.into_error(setting, shown(&without_credentials(value))));
                 }

@@ -10,7 +10,7 @@ use serde_json::Value as Json;
 use super::Env;
 use super::option::{
     COUNT, FLAG, OPTIONAL_TEXT, OptionInfo, Refusal, SECONDS_OR_ENV_MILLIS, TASK_DEF, TEXT, shown,
-    shown_default,
+    shown_default, unknown_option,
 };
 use crate::api::{JsonObject, TaskDef};
 use crate::error::{Error, Result};
@@ -153,7 +153,13 @@ impl WorkerOptions {
         for (name, value) in given.iter().filter(|(_, v)| !v.is_null()) {
             match options.set_from_host(name, value) {
                 Ok(true) => {}
-                Ok(false) => return Err(options.unknown(name)),
+                Ok(false) => {
+                    return Err(unknown_option(
+                        options.setting(name),
+                        name,
+                        &Self::options(),
+                    ));
+                }
                 Err(refusal) => return Err(refusal.into_error(options.setting(name), shown(value))),
             }
         }
@@ -221,18 +227,6 @@ impl WorkerOptions {
 
     fn setting(&self, name: &str) -> String {
         format!("worker {:?} option {name}", self.task_type)
-    }
-
-    fn unknown(&self, name: &str) -> Error {
-        let known: Vec<_> = Self::options().iter().map(|o| o.name).collect();
-        Error::config(
-            self.setting(name),
-            name,
-            format!(
-                "there is no such option; the options are {}",
-                known.join(", ")
-            ),
-        )
     }
 
     /// Sets the concurrency.
