@@ -2,6 +2,7 @@
 //! module here matches a concept of the Python package; the Python layer on top
 //! (`conductor_worker`) is what users import.
 
+mod devserver;
 mod errors;
 mod gil;
 mod json;
@@ -26,6 +27,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(runtime::option_tables, m)?)?;
     m.add_function(wrap_pyfunction!(runtime::check_worker_options, m)?)?;
     m.add_function(wrap_pyfunction!(errors::error_kinds, m)?)?;
+    m.add_function(wrap_pyfunction!(devserver::run_devserver, m)?)?;
     m.add_class::<runtime::PyRuntime>()?;
     m.add_class::<worker::PyWorker>()?;
     m.add_class::<task::PyTask>()?;

@@ -3,6 +3,7 @@
 //! require. Ruby code never runs on the core's threads: Ruby threads, fibers and Ractors pull
 //! tasks from a [`worker::RbWorker`] with the GVL released while they wait.
 
+mod devserver;
 mod errors;
 mod gvl;
 mod json;
@@ -33,6 +34,7 @@ fn init(ruby: &Ruby) -> Result<(), Error> {
         "check_worker_options",
         function!(runtime::check_worker_options, 2),
     )?;
+    native.define_singleton_method("run_devserver", function!(devserver::run_devserver, 1))?;
     logging::define(native)?;
     task::define(ruby, module)?;
     worker::define(ruby, native)?;

@@ -21,6 +21,7 @@
 mod app;
 pub mod auth;
 pub mod cli;
+pub mod command;
 mod error;
 pub mod expr;
 pub mod faults;
