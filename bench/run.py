@@ -658,10 +658,11 @@ def scenarios(s: Settings) -> list[Scenario]:
             programs=lambda p: p.multi_server,
         )
     )
+    import install
     import payloads
     import real_server
 
-    return out + payloads.scenarios(s) + real_server.scenarios(s)
+    return out + payloads.scenarios(s) + real_server.scenarios(s) + install.scenarios(s)
 
 
 def attempt(servers: list[DevServer], fn: Callable[[], Any]) -> Any:
@@ -1079,11 +1080,13 @@ def markdown(doc: dict[str, Any], scs: list[Scenario], progs: list[Program]) -> 
                 f"| {c['procs']} / {c['threads']} | {fmt(c['pickup_p50_ms'], '.0f')} | {fmt(c['pickup_p99_ms'], '.0f')} "
                 f"| {fmt(c.get('ready_s'), '.2f')} |"
             )
+    import install
     import payloads
     import real_server
 
     lines += payloads.markdown(scs, progs)
     lines += real_server.markdown(doc, scs, progs)
+    lines += install.markdown(scs)
     notes = [p for p in progs if p.not_run]
     if notes:
         lines += ["", "## Not run", ""]
@@ -1222,10 +1225,14 @@ def run_special(scs: list[Scenario], progs: list[Program], settings: Settings, w
     """The scenarios with servers of their own: the large payload (a dev server with raised
     limits) and the real Conductor server (one start per backend for all its scenarios).
     Returns what each real server was like (start-up time, memory, or why it did not start)."""
+    import install
     import payloads
     import real_server
 
     for sc in scs:
+        if sc.kind == "install":
+            log(f"== {sc.id}: {sc.title}")
+            install.run(sc, settings, workdir)
         if sc.kind == "payload":
             runnable = [p for p in progs if not p.not_run and sc.programs(p)]
             log(f"== {sc.id}: {sc.title} ({', '.join(p.key for p in runnable)})")
@@ -1245,7 +1252,7 @@ def main(argv: list[str]) -> int:
     ap.add_argument(
         "--only",
         help="comma-separated scenario ids (noop-1,noop-10,noop-50,sleep-10,sleep-50,sleep-1000,cpu-2,idle,multi,"
-        "payload-8mb,real-sqlite-noop-10,real-sqlite-noop-50,real-sqlite-idle-pickup, the same with real-postgres-; "
+        "payload-8mb,install,real-sqlite-noop-10,real-sqlite-noop-50,real-sqlite-idle-pickup, the same with real-postgres-; "
         "real-sqlite, real-postgres, real and payload select a group)",
     )
     ap.add_argument("--real-tasks", type=int, help="workflows per real-server drain run (default 500, quick 60)")

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Builds and installs everything the worker programs of bench/workers/ need; idempotent.
 #   - release builds: the dev server, the load generator and the Rust worker program;
-#   - .venv: our Python package (pip install . at the root) and matplotlib for the chart;
+#   - the release artifacts (scripts/dist.sh), so what is measured is what users install:
+#     .venv gets the wheel, and the Ruby worker program loads bindings-ruby/lib with the platform
+#     gem's extension that dist.sh put there;
+#   - .venv: matplotlib for the chart;
 #   - bench/.venv-peer: conductor-python 2.0.0 from PyPI, in a venv of its own.
-# The Ruby worker program runs when the gem loads (installed, or bindings-ruby/lib with the
-# extension built by the Ruby binding's own build); this script does not build it.
-# Usage: bench/setup.sh            (BENCH_SKIP_PIP=1 skips reinstalling our Python package)
+# Usage: bench/setup.sh            (BENCH_SKIP_PIP=1 skips rebuilding and reinstalling the artifacts)
 set -euo pipefail
 cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.."
 
@@ -20,17 +21,16 @@ if ! dpkg -s "${need[@]}" >/dev/null 2>&1; then
   step "Debian packages: ${need[*]}"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
-step "release build of the Ruby extension into bindings-ruby/lib (what rake compile does)"
-cargo build --release --quiet -p conductor-worker-ruby --target-dir target/ruby
-cp target/ruby/release/libconductor_worker_ruby.so bindings-ruby/lib/conductor_worker/conductor_worker_ruby.so
-
 if [ ! -x .venv/bin/python ]; then
   step "creating .venv"
   python3 -m venv .venv
 fi
 if [ "${BENCH_SKIP_PIP:-0}" != 1 ] || ! .venv/bin/python -c 'import conductor_worker' 2>/dev/null; then
-  step "pip install . (our Python package; builds the Rust extension)"
-  .venv/bin/python -m pip install -q --disable-pip-version-check .
+  step "release artifacts (scripts/dist.sh); the wheel into .venv"
+  scripts/dist.sh >&2
+  # A `rake compile` copy would be loaded before the platform gem's extension.
+  rm -f bindings-ruby/lib/conductor_worker/conductor_worker_ruby.so
+  .venv/bin/python -m pip install -q --disable-pip-version-check --force-reinstall --no-deps dist/conductor_worker-*.whl
 fi
 if ! .venv/bin/python -c 'import matplotlib' 2>/dev/null; then
   step "pip install matplotlib"

@@ -14,17 +14,16 @@ if ! dpkg -s "${need[@]}" >/dev/null 2>&1; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 
-log "building the dev server and the Rust worker example (release)"
-cargo build --release --quiet -p conductor-devserver
+log "building the release artifacts into dist/ (scripts/dist.sh) and the Rust worker example"
+scripts/dist.sh >/dev/null
 cargo build --release --quiet -p conductor-worker --example worker
 
-log "installing the Python package into .venv (pip install .)"
+# Installed as users install them: the wheel into .venv, the platform gem into a GEM_HOME of its own.
+log "installing the Python wheel into .venv and the Ruby platform gem into .venv/gems"
 [ -x .venv/bin/python ] || python3 -m venv .venv
-.venv/bin/python -m pip install -q --disable-pip-version-check .
-
-log "building the Ruby extension into bindings-ruby/lib"
-cargo build --release --quiet -p conductor-worker-ruby --target-dir target/ruby
-cp target/ruby/release/libconductor_worker_ruby.so bindings-ruby/lib/conductor_worker/conductor_worker_ruby.so
+.venv/bin/python -m pip install -q --disable-pip-version-check --force-reinstall --no-deps dist/conductor_worker-*.whl
+export GEM_HOME=$PWD/.venv/gems GEM_PATH=$PWD/.venv/gems
+gem install --silent --local --no-document dist/conductor-worker-*-x86_64-linux.gem
 
 work=$(mktemp -d)
 cleanup() {
@@ -36,8 +35,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-log "starting the dev server"
-target/release/conductor-devserver --port 0 >"$work/server.out" 2>"$work/server.err" &
+log "starting the dev server (the wheel's conductor-devserver)"
+.venv/bin/conductor-devserver --port 0 >"$work/server.out" 2>"$work/server.err" &
 server_pid=$!
 for _ in $(seq 100); do
   url=$(sed -n 's/^conductor-devserver listening on //p' "$work/server.out")
@@ -67,7 +66,7 @@ RUST_LOG=warn target/release/examples/worker &
 worker_pids=$!
 .venv/bin/python examples/demo_worker.py &
 worker_pids="$worker_pids $!"
-ruby -I bindings-ruby/lib examples/demo_worker.rb &
+ruby examples/demo_worker.rb &
 worker_pids="$worker_pids $!"
 
 log "starting a workflow"

@@ -6,10 +6,11 @@
 # pinned Conductor server jar in ~/.cache/conductor (never in the repository). Then, in order:
 # cargo fmt --check, cargo clippy -D warnings with the 80-line function limit (whole workspace)
 # and a check that no two modules of a crate use each other,
-# cargo test (core + dev server),
-# the dev server release build, ruff on the Python test code, and the contract suite: first
-# against the dev server, then against a real Conductor server on SQLite, then against a real
-# Conductor server on its own PostgreSQL cluster.
+# cargo test (core + dev server), the dev server release build, the release artifacts
+# (scripts/dist.sh), ruff on the Python test code, and the contract suite: first against the dev
+# server, then against a real Conductor server on SQLite, then against a real Conductor server on
+# its own PostgreSQL cluster; then the Python and Ruby tiers on the installed wheel and platform
+# gem, the installed-artifact tests, end to end, benchmark tools and reliability.
 #
 # The real-server tiers are required whenever the jar, a Java 21+ runtime (and for the second
 # PostgreSQL 15) can be had: their failure fails the run. If they truly cannot be had, the output
@@ -140,13 +141,22 @@ contract_conductor_postgres() {
   contract_real "contract suite: Conductor+Postgres" conductor-postgres PG_NOT_RUN
 }
 
+# ---- release artifacts (scripts/dist.sh, tests/install) ------------------------------------------
+# The wheel, the sdist, the platform and source gems and the crate, built once into dist/; the
+# Python and Ruby tiers below test the wheel and the platform gem, installed as users install
+# them, and tests/install installs each artifact into fresh environments (every CPython 3.9-3.13,
+# a fresh GEM_HOME; no toolchain on the PATH) and builds the sdist and the source gem.
+dist_build() { scripts/dist.sh; }
+installed_artifact_tests() { pytest_tier "installed artifacts" tests/install -s; }
+
 # ---- Python package (bindings-python, tests/python) -------------------------------------------
-# Builds the package into .venv the way users install it (`pip install .`: maturin, release, its
-# own target dir target/maturin), lints it (ruff, mypy --strict, stubtest), then runs pytest on tests/python
-# against the dev server; its real-Conductor workflow test uses the same server tier as above and
-# is skipped (and reported NOT RUN) when that tier cannot run.
+# Installs the wheel from dist/ into .venv, lints the package (ruff, mypy --strict, stubtest
+# against the installed extension), then runs pytest on tests/python against the dev server; its
+# real-Conductor workflow test uses the same server tier as above and is skipped (and reported
+# NOT RUN) when that tier cannot run.
 python_package_build() {
-  "$PY" -m pip install -q --disable-pip-version-check . pydantic mypy
+  "$PY" -m pip install -q --disable-pip-version-check pydantic mypy &&
+    "$PY" -m pip install -q --disable-pip-version-check --force-reinstall --no-deps dist/conductor_worker-*.whl
 }
 python_package_lint() {
   # stubtest: _native.pyi is written by hand, so it is checked against the extension just built
@@ -158,7 +168,7 @@ python_package_lint() {
     MYPYPATH=bindings-python/python .venv/bin/python -m mypy.stubtest conductor_worker._native
 }
 python_tests() {
-  timed "python package: pip install ." python_package_build
+  timed "python package: install the wheel" python_package_build
   timed "python package: ruff, mypy, stubtest" python_package_lint
   pytest_tier "python package tests" tests/python
 }
@@ -166,14 +176,13 @@ python_binding_tests() { python_tests; }
 # ------------------------------------------------------------------------------------------------
 
 # ---- Ruby gem (bindings-ruby, tests/ruby) ------------------------------------------------------
-# Builds the gem and installs it the way users do (`gem build`, `gem install --local`: extconf.rb
-# runs cargo; CARGO_TARGET_DIR=target/ruby keeps the build between runs), then runs minitest on
-# tests/ruby against the installed gem. Its real-Conductor workflow test runs against a server
-# started here when the real-server tier can run, and reports NOT RUN otherwise.
+# Installs the platform gem from dist/ the way users do (`gem install --local`, after removing
+# any earlier install of either gem), then runs minitest on tests/ruby against the installed gem.
+# Its real-Conductor workflow test runs against a server started here when the real-server tier
+# can run, and reports NOT RUN otherwise.
 ruby_gem_install() {
-  rm -f conductor-worker-*.gem
-  gem build bindings-ruby/conductor-worker.gemspec &&
-    CARGO_TARGET_DIR="$PWD/target/ruby" gem install --local --no-document conductor-worker-*.gem
+  gem uninstall --all --executables --ignore-dependencies conductor-worker >/dev/null 2>&1 || true
+  gem install --local --no-document dist/conductor-worker-*-x86_64-linux.gem
 }
 ruby_tier() {
   step "ruby gem tests"
@@ -196,7 +205,7 @@ ruby_tier() {
   fi
 }
 ruby_tests() {
-  timed "ruby gem: gem build + install" ruby_gem_install
+  timed "ruby gem: install the platform gem" ruby_gem_install
   ruby_tier
 }
 
@@ -252,12 +261,14 @@ timed "cargo fmt --check" rust_fmt
 timed "cargo clippy, module cycles" rust_clippy
 timed "cargo test" rust_tests
 timed "dev server release build" build_devserver
+timed "release artifacts: scripts/dist.sh" dist_build
 timed "ruff (tests/)" python_lint
 contract_devserver
 contract_conductor
 contract_conductor_postgres
 python_binding_tests
 ruby_tests
+installed_artifact_tests
 e2e_tests
 bench_tool_tests
 reliability_tests

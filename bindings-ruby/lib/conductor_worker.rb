@@ -15,14 +15,9 @@ module ConductorWorker; end
 
 require "etc"
 require "time" # Time#iso8601: how a Time in a task output is sent
-require_relative "conductor_worker/version"
 require_relative "conductor_worker/errors"
-begin
-  require_relative "conductor_worker/conductor_worker_ruby"
-rescue LoadError
-  # Installed gems may keep the extension only in their extensions directory.
-  require "conductor_worker/conductor_worker_ruby"
-end
+require_relative "conductor_worker/native"
+require_relative "conductor_worker/version"
 require_relative "conductor_worker/task"
 require_relative "conductor_worker/definition"
 require_relative "conductor_worker/execution"
