@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import collections
 import concurrent.futures
 import logging
 import os
@@ -86,6 +87,9 @@ class Event:
 
 WorkerLike = Union[WorkerSpec, Callable[..., Any]]
 
+# run() quiets on SIGTSTP and resumes on SIGCONT where the platform has them.
+_QUIET_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTSTP", "SIGCONT") if hasattr(signal, name))
+
 _runners: weakref.WeakSet[Runner] = weakref.WeakSet()
 
 
@@ -100,7 +104,8 @@ class _Executor:
 
 
 class Runner:
-    """Runs workers: ``start()``, ``stop(timeout=...)``, ``kill()``, ``join()``, ``health()``.
+    """Runs workers: ``start()``, ``stop(timeout=...)``, ``kill()``, ``join()``, ``health()``,
+    ``quiet()`` / ``resume_all()``.
 
     ``workers``: decorated functions (or specs); default every ``@worker`` declared so far.
     ``options``: the core's runtime options (:class:`conductor_worker.RuntimeOptions` lists
@@ -143,6 +148,8 @@ class Runner:
         self._state_lock = threading.Lock()
         self._stopped = threading.Event()
         self._stop_requested = threading.Event()
+        # SIGTSTP / SIGCONT noted by run()'s handlers, acted on by its main loop.
+        self._quiet_signals: collections.deque[int] = collections.deque()
         self._report = StopReport()
         self._pid = os.getpid()
 
@@ -226,7 +233,13 @@ class Runner:
 
     def run(self) -> None:
         """Starts (unless started) and blocks until Ctrl-C or SIGTERM, then drains within
-        ``stop_timeout``; a second Ctrl-C or SIGTERM during the drain kills at once."""
+        ``stop_timeout``; a second Ctrl-C or SIGTERM during the drain kills at once.
+
+        As in Sidekiq, SIGTSTP quiets the process before a deploy (:meth:`quiet`: no more
+        polling, running tasks finish, the process stays up) and SIGCONT makes it poll again
+        (:meth:`resume_all`); SIGTERM then drains and exits as always. The previous handlers of
+        all four signals are back when ``run()`` returns. Signals are handled only when
+        ``run()`` is called on the main thread."""
         in_main = threading.current_thread() is threading.main_thread()
         previous: dict[signal.Signals, Any] = {}
         if in_main:
@@ -234,11 +247,14 @@ class Runner:
             # be running) asks for a drain like any other, instead of interrupting the start.
             for sig in (signal.SIGINT, signal.SIGTERM):
                 previous[sig] = signal.signal(sig, self._on_signal)
+            for sig in _QUIET_SIGNALS:
+                previous[sig] = signal.signal(sig, self._on_quiet_signal)
         try:
             if self._state == "created":
                 self.start()
             while not self._stop_requested.is_set() and not self._stopped.is_set():
-                self._stop_requested.wait(0.5)
+                self._apply_quiet_signals()
+                self._stop_requested.wait(0.1)
             if not self._stopped.is_set():
                 logger.info("draining: running tasks get %.0f s (Ctrl-C again to stop at once)", self.stop_timeout)
                 self.stop()
@@ -255,6 +271,20 @@ class Runner:
         if self._stop_requested.is_set():
             raise KeyboardInterrupt
         self._stop_requested.set()
+
+    def _on_quiet_signal(self, signum: int, frame: Any) -> None:
+        # Only noted: a handler runs wherever the main thread is, possibly inside a call into
+        # the core (start, stop), so run()'s loop calls quiet() / resume_all() instead.
+        self._quiet_signals.append(signum)
+
+    def _apply_quiet_signals(self) -> None:
+        while self._quiet_signals:
+            if self._quiet_signals.popleft() == signal.SIGTSTP:
+                logger.info("SIGTSTP: quiet, running tasks finish (SIGCONT polls again, SIGTERM drains and exits)")
+                self.quiet()
+            else:
+                logger.info("SIGCONT: polling again")
+                self.resume_all()
 
     def _begin_stop(self) -> bool:
         with self._state_lock:
@@ -332,6 +362,19 @@ class Runner:
         for ex in self._select(task_type):
             ex.native.resume()
 
+    def quiet(self) -> None:
+        """Quiets the runner before a deploy (Sidekiq's TSTP; ``run()`` calls it on SIGTSTP):
+        every worker stops polling, running tasks finish and their results are delivered, and
+        the process stays up; the readiness probe (``/health/ready`` on ``metrics_port``)
+        answers 503 from now on. ``stop()`` then drains as usual; ``resume_all()`` undoes it.
+        The runner must be started."""
+        self._started_runtime().quiet()
+
+    def resume_all(self) -> None:
+        """Every worker polls again, after ``quiet()`` or ``pause()`` (``run()`` calls it on
+        SIGCONT). The runner must be started."""
+        self._started_runtime().resume_all()
+
     def add_listener(self, listener: Callable[[Event], None]) -> None:
         """Calls ``listener(event)`` for every runtime :class:`Event` from now on, on a thread
         of this runner that takes them from the core in batches, never on the polling path."""
@@ -364,9 +407,12 @@ class Runner:
     def register_task_defs(self, defs: Iterable[dict[str, Any]]) -> None:
         """Registers task definitions (server field names, e.g. ``{"name": "greet",
         "retryCount": 5}``) on every server. The runner must be started."""
+        self._started_runtime().register_task_defs(list(defs))
+
+    def _started_runtime(self) -> _native.Runtime:
         if self._runtime is None:
             raise NotRunningError("start the runner first")
-        self._runtime.register_task_defs(list(defs))
+        return self._runtime
 
     def _select(self, task_type: str | None) -> list[_Executor]:
         chosen = [e for e in self._executors if task_type is None or e.spec.task_type == task_type]
@@ -650,8 +696,10 @@ def _report_outcome(ex: _Executor, task: Task, outcome: tuple[Any, ...]) -> None
 
 
 def run(workers: Iterable[WorkerLike] | None = None, **options: Any) -> None:
-    """Runs the workers (default: every ``@worker``) until Ctrl-C or SIGTERM, then drains.
-    Servers come from ``CONDUCTOR_SERVER_URL`` unless given. Options as for :class:`Runner`."""
+    """Runs the workers (default: every ``@worker``) until Ctrl-C or SIGTERM, then drains;
+    SIGTSTP quiets them (no more polling, running tasks finish, the process stays up) and
+    SIGCONT resumes them, as :meth:`Runner.run` does. Servers come from
+    ``CONDUCTOR_SERVER_URL`` unless given. Options as for :class:`Runner`."""
     Runner(workers, **options).run()
 
 

@@ -9,6 +9,9 @@ module ConductorWorker
   #   ...
   #   runner.stop(timeout: 30)   # running tasks finish, results are delivered
   #
+  # Before a deploy, runner.quiet stops polling and lets running tasks finish while the process
+  # stays up; runner.resume_all polls again (ConductorWorker.run does these on TSTP and CONT).
+  #
   # Or with a block, stopped when the block returns:
   #
   #   ConductorWorker::Runner.open { |runner| wait_for_something }
@@ -110,6 +113,15 @@ module ConductorWorker
 
     def resume(task_type) = worker(task_type).resume
 
+    # Quiets the runner before a deploy (Sidekiq's TSTP; ConductorWorker.run does it on TSTP):
+    # every worker stops polling, running tasks finish and their results are delivered, and the
+    # process stays up; the readiness probe (/health/ready with +metrics_port:+) answers 503
+    # from now on. #stop then drains as usual; #resume_all undoes it. Start the runner first.
+    def quiet = started_native.quiet
+
+    # Every worker polls again, after #quiet or #pause (ConductorWorker.run does it on CONT).
+    def resume_all = started_native.resume_all
+
     # Registers task definitions (Hashes in the server's field names, with "name").
     def register_task_defs(definitions) = @native.register_task_defs(definitions)
 
@@ -132,6 +144,12 @@ module ConductorWorker
 
     def worker(task_type)
       @workers.fetch(task_type) { raise ArgumentError, "no worker for task type #{task_type.inspect}" }
+    end
+
+    def started_native
+      raise NotRunningError, "start the runner first" if @state == :new
+
+      @native
     end
 
     def kill_executors
@@ -188,15 +206,20 @@ module ConductorWorker
 
   class << self
     # Runs the defined workers until INT or TERM, then drains (a second INT kills); returns
-    # the drain's report. Options are Runner's, plus +timeout:+ for the drain. A block is
-    # called with the runner once it has started.
+    # the drain's report. As in Sidekiq, TSTP quiets the process before a deploy
+    # (Runner#quiet: no more polling, running tasks finish, the process stays up) and CONT
+    # makes it poll again (Runner#resume_all); TERM then drains and exits as always. The
+    # previous handlers of the four signals are restored at the end. Options are Runner's, plus
+    # +timeout:+ for the drain. A block is called with the runner once it has started.
     #
     #   ConductorWorker.worker("greet") { |input, _| { greeting: "hello #{input["name"]}" } }
     #   ConductorWorker.run { puts "ready" }
     def run(timeout: 30, **options)
       runner = Runner.new(**options)
       signals = Thread::Queue.new
-      previous = %w[INT TERM].to_h { |sig| [sig, trap(sig) { signals << sig }] }
+      # The handlers only queue the signal: the main thread acts on it (a trap handler must not
+      # call into the core, which may be holding the lock it would wait for).
+      previous = %w[INT TERM TSTP CONT].to_h { |sig| [sig, trap(sig) { signals << sig }] }
       runner.start
       yield runner if block_given?
       wait_and_drain(runner, signals, timeout)
@@ -206,19 +229,41 @@ module ConductorWorker
 
     private
 
+    # What run does on TSTP and CONT (until INT or TERM), and what it logs.
+    QUIET_SIGNALS = {
+      "TSTP" => [:quiet, "TSTP: quiet, running tasks finish (CONT polls again, TERM drains and exits)"],
+      "CONT" => [:resume_all, "CONT: polling again"]
+    }.freeze
+    private_constant :QUIET_SIGNALS
+
     def wait_and_drain(runner, signals, timeout)
-      signal = signals.pop
+      signal = wait_for_stop(runner, signals)
       logger.info("#{signal}: draining (send INT again to stop at once)")
       stopper = Thread.new { runner.stop(timeout: timeout) }
       until stopper.join(0.1)
         next if signals.empty?
 
-        logger.warn("#{signals.pop}: stopping at once")
+        signal = signals.pop
+        next if QUIET_SIGNALS.key?(signal) # quiet or not, the drain goes on
+
+        logger.warn("#{signal}: stopping at once")
         runner.kill
         stopper.kill
         return nil
       end
       stopper.value
+    end
+
+    # Quiets and resumes the runner on TSTP and CONT; returns the INT or TERM that ends the wait.
+    def wait_for_stop(runner, signals)
+      loop do
+        signal = signals.pop
+        action, message = QUIET_SIGNALS[signal]
+        return signal unless action
+
+        logger.info(message)
+        runner.public_send(action)
+      end
     end
   end
 end
