@@ -137,6 +137,14 @@ impl PyRuntime {
         self.inner.metrics_text()
     }
 
+    fn quiet(&self) {
+        self.inner.quiet();
+    }
+
+    fn resume_all(&self) {
+        self.inner.resume_all();
+    }
+
     fn register_task_defs(&self, py: Python<'_>, defs: Vec<Bound<'_, PyAny>>) -> PyResult<()> {
         fork_check(&self.inner, "Runtime")?;
         let defs = defs

@@ -132,6 +132,14 @@ impl RbRuntime {
         self.inner.metrics_text()
     }
 
+    fn quiet(&self) {
+        self.inner.quiet();
+    }
+
+    fn resume_all(&self) {
+        self.inner.resume_all();
+    }
+
     fn register_task_defs(ruby: &Ruby, rb_self: &Self, defs: RArray) -> Result<bool, Error> {
         fork_check(&rb_self.inner, "Runtime")?;
         let mut parsed = Vec::with_capacity(defs.len());
@@ -208,6 +216,8 @@ pub(crate) fn define(ruby: &Ruby, native: magnus::RModule) -> Result<(), Error> 
     class.define_method("health", method!(RbRuntime::health, 0))?;
     class.define_method("status", method!(RbRuntime::status, 0))?;
     class.define_method("metrics_text", method!(RbRuntime::metrics_text, 0))?;
+    class.define_method("quiet", method!(RbRuntime::quiet, 0))?;
+    class.define_method("resume_all", method!(RbRuntime::resume_all, 0))?;
     class.define_method(
         "register_task_defs",
         method!(RbRuntime::register_task_defs, 1),

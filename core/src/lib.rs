@@ -50,6 +50,7 @@ pub use config::{Credentials, JournalConfig, RuntimeOptions, ServerConfig, Worke
 pub use error::{ERROR_KINDS, Error, Result};
 pub use runner::{Cancel, Claim, ClaimedTask, TaskOutcome, Worker, WorkerHealth, WorkerState};
 pub use runtime::{Runtime, RuntimeStatus};
+pub use telemetry::endpoint::Probe;
 
 /// The version of this crate.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -5,7 +5,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -22,6 +22,10 @@ use crate::runner::delivery::Deliveries;
 use crate::runner::poller::{NO_DEADLINE, PollLoop};
 use crate::runner::{ClaimedTask, TaskOutcome, Worker, WorkerHealth, WorkerState};
 use crate::telemetry::endpoint::{self, Exposition};
+
+mod probes;
+mod queue_depth;
+mod signals;
 use crate::telemetry::metrics::Registry;
 use crate::telemetry::{Event, EventBus, EventQueue, Listener};
 
@@ -38,6 +42,10 @@ struct LoopSlot {
     server: Arc<ServerClient>,
     deadline: Arc<AtomicU64>,
     handle: Option<JoinHandle<()>>,
+    /// The deadline the supervisor last saw: a new one is the loop's progress.
+    seen_deadline: u64,
+    /// Restarts since the loop last made progress (see [`probes`]).
+    restarts_without_progress: u32,
 }
 
 struct Inner {
@@ -54,6 +62,13 @@ struct Inner {
     loops: Mutex<Vec<LoopSlot>>,
     background: Mutex<Vec<JoinHandle<()>>>,
     metrics_addr: Mutex<Option<SocketAddr>>,
+    /// [`Runtime::quiet`] was called (and not undone by [`Runtime::resume_all`]).
+    quiet: AtomicBool,
+    /// When the supervisor last ticked (ms since the epoch).
+    supervisor_beat: AtomicU64,
+    /// Tests: every poll loop started from now on ends at once.
+    #[cfg(test)]
+    loops_end_at_once: AtomicBool,
 }
 
 /// The runtime as a whole ([`Runtime::status`]); hosts get it as JSON.
@@ -152,7 +167,7 @@ impl Runtime {
             JournalConfig::File(path) => Some(Journal::open(path.clone())?),
         };
         let events = Arc::new(EventBus::default());
-        let metrics = Arc::new(Registry::default());
+        let metrics = Arc::new(Registry::new(options.servers.len() > 1));
         let deliveries = Arc::new(Deliveries::new(
             handle.clone(),
             Arc::clone(&servers),
@@ -177,6 +192,10 @@ impl Runtime {
                 loops: Mutex::new(Vec::new()),
                 background: Mutex::new(Vec::new()),
                 metrics_addr: Mutex::new(None),
+                quiet: AtomicBool::new(false),
+                supervisor_beat: AtomicU64::new(0),
+                #[cfg(test)]
+                loops_end_at_once: AtomicBool::new(false),
             }),
         })
     }
@@ -215,13 +234,13 @@ impl Runtime {
                 "a worker for this task type and domain is already registered",
             ));
         }
-        let options_task_type = options.task_type.clone();
+        let metrics = (self.inner.metrics).worker_in(&options.task_type, options.domain.as_deref());
         let worker = Worker::new(
             options,
             Arc::clone(&self.inner.servers),
             Arc::clone(&self.inner.deliveries),
             Arc::clone(&self.inner.events),
-            self.inner.metrics.worker(&options_task_type),
+            metrics,
             self.inner.handle.clone(),
         );
         workers.push(worker.clone());
@@ -289,38 +308,15 @@ impl Runtime {
 
     /// The Prometheus text exposition of the runtime's metrics.
     pub fn metrics_text(&self) -> String {
-        use std::fmt::Write;
-        let mut text = self.inner.metrics.render();
-        let members = self.inner.servers.members();
-        let _ = writeln!(
-            text,
-            "# HELP conductor_worker_circuit_state Circuit breaker of each server: 0 closed, 1 open, 2 half-open\n# TYPE conductor_worker_circuit_state gauge"
-        );
-        for m in members {
+        for m in self.inner.servers.members() {
             let state = match m.breaker.state() {
                 crate::cluster::CircuitState::Closed => 0,
                 crate::cluster::CircuitState::Open => 1,
                 crate::cluster::CircuitState::HalfOpen => 2,
             };
-            let _ = writeln!(
-                text,
-                "conductor_worker_circuit_state{{server=\"{}\"}} {state}",
-                m.client.url()
-            );
+            (self.inner.metrics).set_circuit(m.client.url(), state, m.breaker.transitions());
         }
-        let _ = writeln!(
-            text,
-            "# HELP conductor_worker_circuit_transitions_total Circuit breaker state changes\n# TYPE conductor_worker_circuit_transitions_total counter"
-        );
-        for m in members {
-            let _ = writeln!(
-                text,
-                "conductor_worker_circuit_transitions_total{{server=\"{}\"}} {}",
-                m.client.url(),
-                m.breaker.transitions()
-            );
-        }
-        text
+        self.inner.metrics.render()
     }
 
     /// Where the metrics and health endpoint listens, once started.
@@ -345,6 +341,36 @@ impl Runtime {
     pub fn is_healthy(&self) -> bool {
         self.inner.state.load(Ordering::Acquire) == RUNNING
             && self.health().iter().all(|h| h.consecutive_poll_errors < 10)
+    }
+
+    /// Quiet before a deploy (Sidekiq's `TSTP`): every worker stops polling, running tasks
+    /// finish and their results are delivered, and the process stays up; `/health/ready`
+    /// answers 503 from now on while `/health/live` stays 200. [`stop`](Self::stop) then drains
+    /// as usual; [`resume_all`](Self::resume_all) undoes it.
+    pub fn quiet(&self) {
+        self.inner.quiet.store(true, Ordering::Release);
+        for worker in self.workers() {
+            worker.pause();
+        }
+        tracing::info!("quiet: no worker polls until resume_all");
+    }
+
+    /// Every worker polls again (after [`quiet`](Self::quiet), or workers paused one by one).
+    pub fn resume_all(&self) {
+        self.inner.quiet.store(false, Ordering::Release);
+        for worker in self.workers() {
+            worker.resume();
+        }
+    }
+
+    /// Whether [`start`](Self::start) was called.
+    pub fn is_started(&self) -> bool {
+        self.inner.state.load(Ordering::Acquire) != CREATED
+    }
+
+    /// Whether [`quiet`](Self::quiet) is in effect.
+    pub fn is_quiet(&self) -> bool {
+        self.inner.quiet.load(Ordering::Acquire)
     }
 
     /// Results accepted but not yet delivered.
@@ -383,12 +409,18 @@ impl Runtime {
         }
         if let Some(port) = self.inner.options.metrics_port {
             let exposition: Arc<dyn Exposition> = Arc::new(self.clone());
-            let (addr, task) = endpoint::serve(port, exposition).await?;
+            let host = self.inner.options.metrics_host;
+            let (addr, task) = endpoint::serve(host, port, exposition).await?;
             tracing::info!(%addr, "metrics and health endpoint listening");
             if let Ok(mut a) = self.inner.metrics_addr.lock() {
                 *a = Some(addr);
             }
             self.keep(task);
+            let every = self.inner.options.queue_depth_interval;
+            if !every.is_zero() {
+                let watcher = queue_depth::watch(Arc::downgrade(&self.inner), every);
+                self.keep(self.inner.handle.spawn(watcher));
+            }
         }
         self.replay_journal().await?;
         for worker in self.workers() {
@@ -403,6 +435,8 @@ impl Runtime {
         for (worker, f) in &functions {
             self.spawn_executors(worker, f);
         }
+        let now = crate::api::now_millis() as u64;
+        self.inner.supervisor_beat.store(now, Ordering::Relaxed);
         let supervisor = self
             .inner
             .handle
@@ -472,6 +506,8 @@ impl Runtime {
                 worker: worker.clone(),
                 server: Arc::clone(&member.client),
                 deadline: Arc::new(AtomicU64::new(NO_DEADLINE)),
+                seen_deadline: NO_DEADLINE,
+                restarts_without_progress: 0,
                 handle: None,
             };
             slot.handle = Some(self.inner.spawn_loop(&slot));
@@ -612,6 +648,10 @@ fn panic_message(e: tokio::task::JoinError) -> String {
 
 impl Inner {
     fn spawn_loop(&self, slot: &LoopSlot) -> JoinHandle<()> {
+        #[cfg(test)]
+        if self.loops_end_at_once.load(Ordering::Relaxed) {
+            return self.handle.spawn(async {});
+        }
         let poll_loop = PollLoop {
             worker: Arc::clone(&slot.worker.inner),
             server: Arc::clone(&slot.server),
@@ -637,44 +677,60 @@ async fn supervise(inner: std::sync::Weak<Inner>) {
             return;
         }
         let now = crate::api::now_millis() as u64;
+        inner.supervisor_beat.store(now, Ordering::Relaxed);
         let Ok(mut loops) = inner.loops.lock() else {
             return;
         };
-        for i in 0..loops.len() {
-            let slot = &loops[i];
-            let state = slot.worker.state();
-            if !matches!(state, WorkerState::Running | WorkerState::Paused) {
-                continue;
+        for slot in loops.iter_mut() {
+            if let Some(reason) = restart_reason(slot, now) {
+                inner.restart_loop(slot, reason, now);
             }
-            let reason = match &slot.handle {
-                Some(h) if h.is_finished() => "the poll loop ended unexpectedly (panic)",
-                Some(_)
-                    if slot.deadline.load(Ordering::Relaxed) < now
-                        && slot.worker.inner.free_slots() > 0 =>
-                {
-                    "the poll loop stopped making progress"
-                }
-                Some(_) => continue,
-                None => continue,
-            };
-            tracing::error!(task_type = %slot.worker.task_type(), server = %slot.server.url(), reason, "restarting the poll loop");
-            slot.worker
-                .inner
-                .metrics
-                .restarts
-                .fetch_add(1, Ordering::Relaxed);
-            inner.events.emit(Event::PollLoopRestarted {
-                task_type: slot.worker.task_type().to_owned(),
-                server: slot.server.id(),
-                reason: reason.to_owned(),
-            });
-            if let Some(h) = loops[i].handle.take() {
-                h.abort();
-            }
-            loops[i].deadline.store(NO_DEADLINE, Ordering::Relaxed);
-            let handle = inner.spawn_loop(&loops[i]);
-            loops[i].handle = Some(handle);
         }
+    }
+}
+
+/// Why `slot`'s loop needs a restart, if it does; notes its progress on the way.
+fn restart_reason(slot: &mut LoopSlot, now: u64) -> Option<&'static str> {
+    if !matches!(
+        slot.worker.state(),
+        WorkerState::Running | WorkerState::Paused
+    ) {
+        return None;
+    }
+    let deadline = slot.deadline.load(Ordering::Relaxed);
+    if deadline != slot.seen_deadline {
+        slot.seen_deadline = deadline;
+        slot.restarts_without_progress = 0;
+    }
+    match &slot.handle {
+        Some(h) if h.is_finished() => Some("the poll loop ended unexpectedly (panic)"),
+        Some(_) if deadline < now && slot.worker.inner.free_slots() > 0 => {
+            Some("the poll loop stopped making progress")
+        }
+        _ => None,
+    }
+}
+
+impl Inner {
+    fn restart_loop(&self, slot: &mut LoopSlot, reason: &str, now: u64) {
+        tracing::error!(task_type = %slot.worker.task_type(), server = %slot.server.url(), reason, "restarting the poll loop");
+        slot.worker.inner.metrics.restarts.inc();
+        self.events.emit(Event::PollLoopRestarted {
+            task_type: slot.worker.task_type().to_owned(),
+            server: slot.server.id(),
+            reason: reason.to_owned(),
+        });
+        if let Some(h) = slot.handle.take() {
+            h.abort();
+        }
+        // A deadline for the new loop's first round, so that one wedged from its start is
+        // seen too; it does not count as progress.
+        let first_round = slot.worker.options().poll_timeout + Duration::from_secs(35);
+        let deadline = now + first_round.as_millis() as u64;
+        slot.deadline.store(deadline, Ordering::Relaxed);
+        slot.seen_deadline = deadline;
+        slot.restarts_without_progress += 1;
+        slot.handle = Some(self.spawn_loop(slot));
     }
 }
 
@@ -683,7 +739,15 @@ impl Exposition for Runtime {
         self.metrics_text()
     }
 
-    fn health(&self) -> (bool, String) {
+    fn liveness(&self) -> endpoint::Probe {
+        Runtime::liveness(self)
+    }
+
+    fn readiness(&self) -> endpoint::Probe {
+        Runtime::readiness(self)
+    }
+
+    fn health_body(&self, ready: &endpoint::Probe) -> String {
         let workers: Vec<serde_json::Value> = self
             .health()
             .iter()
@@ -702,13 +766,14 @@ impl Exposition for Runtime {
                 })
             })
             .collect();
-        let healthy = self.is_healthy();
-        let body = serde_json::json!({
-            "healthy": healthy,
+        serde_json::json!({
+            "healthy": ready.ok,
+            "reasons": ready.reasons,
+            "quiet": self.is_quiet(),
             "pendingResults": self.pending_results(),
             "workers": workers,
-        });
-        (healthy, body.to_string())
+        })
+        .to_string()
     }
 }
 
@@ -785,6 +850,48 @@ mod tests {
                 .metrics_text()
                 .contains("worker_restart_total{taskType=\"supervised\"} 2")
         );
+        runtime.stop(Duration::from_secs(2)).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_poll_loop_the_supervisor_cannot_bring_back_fails_liveness() {
+        let (_server, runtime, worker) = dev_runtime().await;
+        assert!(runtime.liveness().ok, "{:?}", runtime.liveness());
+        runtime
+            .inner
+            .loops_end_at_once
+            .store(true, Ordering::Relaxed);
+        if let Some(h) = runtime.inner.loops.lock().unwrap()[0].handle.as_ref() {
+            h.abort();
+        }
+        wait_restarts(&worker, 3).await;
+        let until = Instant::now() + Duration::from_secs(5);
+        while runtime.liveness().ok {
+            assert!(
+                Instant::now() < until,
+                "still live after 3 fruitless restarts"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let probe = runtime.liveness();
+        assert!(
+            probe.reasons[0].contains("restarted 3 times in a row without progress"),
+            "{probe:?}"
+        );
+        // A loop that runs again (and so makes progress) makes the runtime live again.
+        runtime
+            .inner
+            .loops_end_at_once
+            .store(false, Ordering::Relaxed);
+        let until = Instant::now() + Duration::from_secs(10);
+        while !runtime.liveness().ok {
+            assert!(
+                Instant::now() < until,
+                "not live again: {:?}",
+                runtime.liveness()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         runtime.stop(Duration::from_secs(2)).await;
     }
 }

@@ -135,7 +135,7 @@ async fn externalized_inputs_reach_the_function_whole() {
         "{stats}"
     );
     assert!(runtime.metrics_text().contains(
-        "external_payload_used_total{taskType=\"big_in\",operation=\"READ\",payloadType=\"TASK_INPUT\"} 6"
+        "external_payload_used_total{operation=\"READ\",payloadType=\"TASK_INPUT\",taskType=\"big_in\"} 6"
     ), "{}", runtime.metrics_text());
     assert_eq!(used.load(Ordering::Relaxed), 6);
 }

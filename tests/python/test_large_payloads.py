@@ -59,7 +59,7 @@ def test_an_externalized_input_reaches_the_function_whole(uploading: Dev) -> Non
     assert task["outputData"]["sha"] == sha(doc)
     assert seen["context"] == len(doc)
     assert (
-        f'external_payload_used_total{{taskType="{task_type}",operation="READ",payloadType="TASK_INPUT"}} 1' in metrics
+        f'external_payload_used_total{{operation="READ",payloadType="TASK_INPUT",taskType="{task_type}"}} 1' in metrics
     )
 
 

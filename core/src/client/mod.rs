@@ -6,7 +6,7 @@ mod auth;
 pub mod external;
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::time::Duration;
 
 use reqwest::{Method, StatusCode, header};
@@ -89,6 +89,9 @@ pub struct ServerClient {
     /// `…/tasks` and `…/tasks/update-v2`, parsed once: they are on every task's path.
     update_url: reqwest::Url,
     update_v2_url: reqwest::Url,
+    /// When a poll or an update last got a 2xx answer (ms since the epoch; 0: never): the
+    /// readiness probe's evidence that this server is reachable.
+    answered_ms: AtomicU64,
 }
 
 impl fmt::Debug for ServerClient {
@@ -159,6 +162,9 @@ fn install_crypto_provider() {
     });
 }
 
+/// The requests whose 2xx answer shows the server is there for this worker.
+const ANSWERS_SHOW_REACHABLE: [&str; 3] = ["batch poll", "update-v2", "update"];
+
 fn is_loopback(url: &reqwest::Url) -> bool {
     let host = url.host_str().unwrap_or("");
     let host = host.trim_start_matches('[').trim_end_matches(']');
@@ -201,7 +207,39 @@ impl ServerClient {
             poll_grace: options.poll_grace,
             update_url: parse_endpoint(&config.url, "/tasks")?,
             update_v2_url: parse_endpoint(&config.url, "/tasks/update-v2")?,
+            answered_ms: AtomicU64::new(0),
         })
+    }
+
+    /// When a poll or an update last got a 2xx answer from this server.
+    pub fn last_answer(&self) -> Option<std::time::SystemTime> {
+        let ms = self.answered_ms.load(Ordering::Relaxed);
+        (ms > 0).then(|| std::time::UNIX_EPOCH + Duration::from_millis(ms))
+    }
+
+    /// How many tasks of `task_type` (in `domain`) wait in this server's queue:
+    /// `GET /tasks/queue/size?taskType=&domain=`, which answers a bare integer.
+    pub async fn queue_size(&self, task_type: &str, domain: Option<&str>) -> Result<u64> {
+        const ENDPOINT: &str = "queue size";
+        let mut query = vec![("taskType", task_type)];
+        if let Some(domain) = domain {
+            query.push(("domain", domain));
+        }
+        let response = self
+            .send(
+                ENDPOINT,
+                Method::GET,
+                Endpoint::Path("/tasks/queue/size"),
+                &query,
+                None,
+                self.request_timeout,
+            )
+            .await?;
+        if response.status() != StatusCode::OK {
+            return Err(self.status_error(ENDPOINT, response).await);
+        }
+        let body = self.read_body(response).await?;
+        serde_json::from_slice(&body).map_err(|e| self.decode_error(ENDPOINT, e))
     }
 
     /// This server's id.
@@ -292,6 +330,10 @@ impl ServerClient {
                     message: format!("{endpoint} answered {status} {error}"),
                     retry_in: Duration::from_secs(1),
                 });
+            }
+            if status.is_success() && ANSWERS_SHOW_REACHABLE.contains(&endpoint) {
+                self.answered_ms
+                    .store(crate::api::now_millis() as u64, Ordering::Relaxed);
             }
             return Ok(response);
         }

@@ -22,8 +22,14 @@ pub struct RuntimeOptions {
     pub servers: Vec<ServerConfig>,
     /// The journal of undelivered results.
     pub journal: JournalConfig,
-    /// Serve Prometheus metrics and `/health` on this port of 127.0.0.1 (0 picks a free one).
+    /// Serve Prometheus metrics and the health probes on this port (0 picks a free one).
     pub metrics_port: Option<u16>,
+    /// The address the metrics and health endpoint binds: loopback by default; `0.0.0.0` (or
+    /// `::`) lets the kubelet and Prometheus reach it on the pod's IP.
+    pub metrics_host: std::net::IpAddr,
+    /// How often each worker's queue depth (`task_queue_depth`) is read from its servers;
+    /// zero turns it off. Read only while the metrics endpoint is on.
+    pub queue_depth_interval: Duration,
     /// Retry delays for result delivery (never given up while the server may accept it).
     pub update_backoff: Backoff,
     /// Retry delays for polls that failed.
@@ -58,6 +64,8 @@ impl Default for RuntimeOptions {
             servers: Vec::new(),
             journal: JournalConfig::Disabled,
             metrics_port: None,
+            metrics_host: std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+            queue_depth_interval: Duration::from_secs(10),
             update_backoff: Backoff::new(Duration::from_millis(100), Duration::from_secs(30)),
             // A short cap: when a server comes back, polling resumes within seconds (the first
             // poll would otherwise wait most of a long step); the cost is one poll per few
@@ -180,8 +188,12 @@ runtime_host_options! {
     /// `off`.
     journal => journal: JOURNAL, env "",
         shown "CONDUCTOR_WORKER_JOURNAL, else $XDG_STATE_HOME/conductor-worker/journal.jsonl";
-    /// Serve Prometheus metrics and `/health` on this port (0 picks a free one).
+    /// Serve Prometheus metrics and the health probes on this port (0 picks a free one).
     metrics_port => metrics_port: PORT, env "CONDUCTOR_WORKER_METRICS_PORT";
+    /// The address the metrics endpoint binds (`0.0.0.0` or `::` to be reachable from outside).
+    metrics_host => metrics_host: IP_ADDRESS, env "CONDUCTOR_WORKER_METRICS_HOST";
+    /// Seconds between reads of each worker's queue depth from its servers (0: never).
+    queue_depth_interval => queue_depth_interval: SECONDS, env "CONDUCTOR_WORKER_QUEUE_DEPTH_INTERVAL";
     /// Timeout of requests other than polls, in seconds.
     request_timeout => request_timeout: SECONDS, env "";
     /// A server's circuit breaker opens after this many failed polls in a row.
@@ -243,6 +255,22 @@ const PORT: Conversion<Option<u16>> = Conversion {
             .map_err(|_| "expected a port number".into())
     },
     show: |port| port.map_or_else(|| "off".to_owned(), |p| p.to_string()),
+};
+
+/// An IP address (`127.0.0.1`, `0.0.0.0`, `::`).
+const IP_ADDRESS: Conversion<std::net::IpAddr> = Conversion {
+    host_type: HostType::Text,
+    from_host: |v, _| {
+        v.as_str()
+            .and_then(|text| text.trim().parse().ok())
+            .ok_or_else(|| "expected an IP address such as 127.0.0.1, 0.0.0.0 or ::".into())
+    },
+    from_env: |text, _, _| {
+        text.trim()
+            .parse()
+            .map_err(|_| "expected an IP address such as 127.0.0.1, 0.0.0.0 or ::".into())
+    },
+    show: std::net::IpAddr::to_string,
 };
 
 /// A count from 1.

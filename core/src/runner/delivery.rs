@@ -27,6 +27,8 @@ struct Pending {
     result: Arc<TaskResult>,
     journal_id: Option<String>,
     abort: Option<AbortHandle>,
+    /// When the delivery last started an attempt: one long past shows a stuck pipeline.
+    attempted: Instant,
 }
 
 /// All results on their way to a server.
@@ -124,9 +126,10 @@ impl Deliveries {
                 result: Arc::clone(&result),
                 journal_id,
                 abort: None,
+                attempted: Instant::now(),
             },
         );
-        self.metrics.pending_updates.fetch_add(1, Ordering::Relaxed);
+        self.metrics.pending_updates.inc();
         let span = tracing::debug_span!("update", task_type = %origin.task_type, task_id = %result.task_id, %server);
         let delivery = Arc::clone(self).deliver(id, server, result, origin);
         let delivery = async move {
@@ -210,33 +213,55 @@ impl Deliveries {
                     tracing::error!(error = %e, status = %result.status,
                         "the server rejected this result as invalid: dropped (this is a bug; please report it)");
                     if let Some(m) = &metrics {
-                        m.update_errors.fetch_add(1, Ordering::Relaxed);
+                        m.update_errors.inc();
                     }
                     self.emit_failure(&origin, &result, server_id, e.to_string(), false);
                     break;
                 }
                 Err(e) => {
                     if let Some(m) = &metrics {
-                        m.update_errors.fetch_add(1, Ordering::Relaxed);
-                    }
-                    if attempt == 1 {
-                        self.journal_pending(id);
-                    }
-                    if attempt == 1 || attempt.is_multiple_of(10) {
-                        tracing::warn!(attempt, error = %e, "result delivery failed; retrying");
+                        m.update_errors.inc();
                     }
                     self.emit_failure(&origin, &result, server_id, e.to_string(), true);
-                    let delay = match &e {
-                        crate::Error::Auth { retry_in, .. } => {
-                            (*retry_in).max(self.backoff.delay(attempt - 1))
-                        }
-                        _ => self.backoff.delay(attempt - 1),
-                    };
-                    tokio::time::sleep(delay).await;
+                    self.wait_to_retry(id, attempt, &e).await;
                 }
             }
         }
         self.finish(id);
+    }
+
+    /// After failed attempt `attempt` of delivery `id`: journals it (the first time), then
+    /// waits out the backoff (at least what an auth failure asks for).
+    async fn wait_to_retry(self: &Arc<Self>, id: u64, attempt: u32, e: &crate::Error) {
+        if attempt == 1 {
+            self.journal_pending(id);
+        }
+        if attempt == 1 || attempt.is_multiple_of(10) {
+            tracing::warn!(attempt, error = %e, "result delivery failed; retrying");
+        }
+        let delay = match e {
+            crate::Error::Auth { retry_in, .. } => (*retry_in).max(self.backoff.delay(attempt - 1)),
+            _ => self.backoff.delay(attempt - 1),
+        };
+        tokio::time::sleep(delay).await;
+        self.note_attempt(id);
+    }
+
+    fn note_attempt(&self, id: u64) {
+        if let Ok(mut pending) = self.pending.lock()
+            && let Some(p) = pending.get_mut(&id)
+        {
+            p.attempted = Instant::now();
+        }
+    }
+
+    /// Deliveries that have not started an attempt for longer than `after`: a delivery task
+    /// that died, or a runtime too wedged to run it (retries start every 30 s at most).
+    pub(crate) fn stalled(&self, after: Duration) -> usize {
+        self.pending
+            .lock()
+            .map(|p| p.values().filter(|d| d.attempted.elapsed() > after).count())
+            .unwrap_or(0)
     }
 
     /// What a kill or a failed attempt journals for delivery `id` from now on.
@@ -260,8 +285,8 @@ impl Deliveries {
             payloads::externalize_output(server, result, self.output_threshold).await?;
         if let Some(upload) = upload {
             if let Some(m) = metrics {
-                m.external_writes.fetch_add(1, Ordering::Relaxed);
-                m.external_write_time.observe(upload.duration);
+                m.external_writes.inc();
+                m.external_write_time.observe(upload.duration.as_secs_f64());
             }
             if self.events.enabled() {
                 self.events.emit(Event::ExternalPayloadUsed {
@@ -288,13 +313,15 @@ impl Deliveries {
     ) -> crate::Result<UpdateOutcome> {
         let started = Instant::now();
         // A result without a live worker (journal replay, a worker gone) or of a worker that
-        // is stopping (SIGTERM, a deploy) goes by `POST /api/tasks`: update-v2 would claim a
-        // next task that nobody runs, and handing it back costs a round trip and a
-        // redelivery.
+        // is paused (pause, quiet) or stopping (SIGTERM, a deploy) goes by `POST /api/tasks`:
+        // update-v2 would claim a next task, which a paused worker must not take and a
+        // stopping one would hand back at the cost of a round trip and a redelivery.
         let no_next = origin.worker.upgrade().is_none_or(|w| {
             matches!(
                 *w.state.borrow(),
-                super::WorkerState::Stopping | super::WorkerState::Stopped
+                super::WorkerState::Paused
+                    | super::WorkerState::Stopping
+                    | super::WorkerState::Stopped
             )
         });
         let outcome = if no_next {
@@ -303,7 +330,7 @@ impl Deliveries {
             server.update(result).await
         };
         if let Some(m) = metrics {
-            m.update_time.observe(started.elapsed());
+            m.update_time.observe(started.elapsed().as_secs_f64());
         }
         outcome
     }
@@ -401,7 +428,7 @@ impl Deliveries {
             removed
         });
         if let Some(p) = removed {
-            self.metrics.pending_updates.fetch_sub(1, Ordering::Relaxed);
+            self.metrics.pending_updates.dec();
             if let Some(journal_id) = p.journal_id {
                 self.schedule_journal_removal(journal_id);
             }
@@ -479,9 +506,7 @@ impl Deliveries {
                 abort.abort();
             }
         }
-        self.metrics
-            .pending_updates
-            .fetch_sub(left.len() as i64, Ordering::Relaxed);
+        (self.metrics.pending_updates).sub(left.len() as i64);
         let entries: Vec<JournalEntry> = left
             .iter()
             .filter(|p| p.journal_id.is_none())

@@ -5,7 +5,6 @@
 //! again after its response timeout).
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use tokio::sync::OwnedSemaphorePermit;
@@ -232,7 +231,7 @@ impl WorkerInner {
         if let Some(previous) = self.lock_in_flight().insert(task.task_id.clone(), flight) {
             previous.stop_lease();
         }
-        self.metrics.running.fetch_add(1, Ordering::Relaxed);
+        self.metrics.running.inc();
         if self.events.enabled() {
             self.events.emit(Event::ExecutionStarted {
                 task_type: self.options.task_type.clone(),
@@ -284,7 +283,7 @@ impl WorkerInner {
     fn end_flight(&self, task_id: &str) -> Option<InFlight> {
         let flight = self.lock_in_flight().remove(task_id)?;
         flight.stop_lease();
-        self.metrics.running.fetch_sub(1, Ordering::Relaxed);
+        self.metrics.running.dec();
         Some(flight)
     }
 
@@ -301,13 +300,13 @@ impl WorkerInner {
                 task_id: result.task_id.clone(),
             })?;
         let duration = flight.started.elapsed();
-        self.metrics.execute_time.observe(duration);
+        self.metrics.execute_time.observe(duration.as_secs_f64());
         let failed = matches!(
             result.status,
             TaskStatus::Failed | TaskStatus::FailedWithTerminalError
         );
         if failed {
-            self.metrics.execute_errors.fetch_add(1, Ordering::Relaxed);
+            self.metrics.execute_errors.inc();
         }
         if self.events.enabled() {
             self.events.emit(execution_ended(
@@ -331,7 +330,7 @@ impl WorkerInner {
             // Killed or stopped: the runtime let go of the task already.
             return;
         }
-        self.metrics.abandoned.fetch_add(1, Ordering::Relaxed);
+        self.metrics.abandoned.inc();
         tracing::warn!(
             task_type = %self.options.task_type,
             task_id,

@@ -298,7 +298,7 @@ impl Worker {
             running: inner.in_flight.lock().map(|f| f.len()).unwrap_or(0),
             buffered,
             idle_executors: idle,
-            restarts: inner.metrics.restarts.load(Ordering::Relaxed),
+            restarts: inner.metrics.restarts.get(),
         }
     }
 }
@@ -485,8 +485,10 @@ impl WorkerInner {
         };
         match downloaded {
             Ok(transfer) => {
-                self.metrics.external_reads.fetch_add(1, Ordering::Relaxed);
-                self.metrics.external_read_time.observe(transfer.duration);
+                self.metrics.external_reads.inc();
+                self.metrics
+                    .external_read_time
+                    .observe(transfer.duration.as_secs_f64());
                 if self.events.enabled() {
                     self.events.emit(Event::ExternalPayloadUsed {
                         task_type: self.options.task_type.clone(),
@@ -532,7 +534,7 @@ impl WorkerInner {
         let mut result =
             TaskResult::failed_terminal(&task.task_id, &task.workflow_instance_id, reason);
         result.worker_id = Some(self.options.worker_id.clone());
-        self.metrics.execute_errors.fetch_add(1, Ordering::Relaxed);
+        self.metrics.execute_errors.inc();
         self.deliveries.submit(server, result, self.origin(), None);
     }
 
@@ -548,7 +550,7 @@ impl WorkerInner {
                 format!("conductor-worker could not decode this task: {}", bad.error),
             );
             result.worker_id = Some(self.options.worker_id.clone());
-            self.metrics.execute_errors.fetch_add(1, Ordering::Relaxed);
+            self.metrics.execute_errors.inc();
             self.deliveries.submit(server, result, self.origin(), None);
         }
     }

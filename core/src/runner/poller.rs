@@ -206,8 +206,8 @@ impl PollLoop {
         };
         self.long_polls[lane].store(0, Ordering::Relaxed);
         let elapsed = started.elapsed();
-        worker.metrics.polls.fetch_add(1, Ordering::Relaxed);
-        worker.metrics.poll_time.observe(elapsed);
+        worker.metrics.polls.inc();
+        worker.metrics.poll_time.observe(elapsed.as_secs_f64());
         (polled, reservation, elapsed)
     }
 
@@ -274,7 +274,7 @@ impl PollLoop {
         streaks.errors = streaks.errors.saturating_add(1);
         let error_streak = streaks.errors;
         worker.consecutive_errors.fetch_add(1, Ordering::Relaxed);
-        worker.metrics.poll_errors.fetch_add(1, Ordering::Relaxed);
+        worker.metrics.poll_errors.inc();
         if error_streak == 1 || error_streak.is_multiple_of(20) {
             tracing::warn!(task_type, server = %self.server.url(), errors_in_a_row = error_streak, error = %e, "poll failed");
         } else {

@@ -3,7 +3,7 @@
 //! [`metrics`] under conductor-python's canonical names; hosts pull events and log records in
 //! batches ([`EventQueue`], [`host_log`]).
 
-pub(crate) mod endpoint;
+pub mod endpoint;
 mod events;
 #[cfg(feature = "host-log")]
 pub mod host_log;
