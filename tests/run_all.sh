@@ -155,7 +155,9 @@ installed_artifact_tests() { pytest_tier "installed artifacts" tests/install -s;
 # real-Conductor workflow test uses the same server tier as above and is skipped (and reported
 # NOT RUN) when that tier cannot run.
 python_package_build() {
-  "$PY" -m pip install -q --disable-pip-version-check pydantic mypy &&
+  # pydantic (input mapping), mypy, prometheus_client (parses scrapes), pyyaml (the Kubernetes
+  # manifests) are what the tests use; the package itself depends on nothing.
+  "$PY" -m pip install -q --disable-pip-version-check pydantic mypy prometheus_client pyyaml &&
     "$PY" -m pip install -q --disable-pip-version-check --force-reinstall --no-deps dist/conductor_worker-*.whl
 }
 python_package_lint() {
@@ -172,7 +174,11 @@ python_tests() {
   timed "python package: ruff, mypy, stubtest" python_package_lint
   pytest_tier "python package tests" tests/python
 }
-python_binding_tests() { python_tests; }
+python_binding_tests() {
+  python_tests
+  # examples/kubernetes: the manifests checked against what the installed package serves.
+  pytest_tier "kubernetes recipe" tests/kubernetes -rs
+}
 # ------------------------------------------------------------------------------------------------
 
 # ---- Ruby gem (bindings-ruby, tests/ruby) ------------------------------------------------------

@@ -21,9 +21,15 @@ class RuntimeOptions(TypedDict, total=False):
     #: Where results not yet delivered at exit are kept for the next start: a file path, or `off`.
     #: Default: CONDUCTOR_WORKER_JOURNAL, else $XDG_STATE_HOME/conductor-worker/journal.jsonl.
     journal: str | None
-    #: Serve Prometheus metrics and `/health` on this port (0 picks a free one). Default: off.
-    #: Environment: CONDUCTOR_WORKER_METRICS_PORT.
+    #: Serve Prometheus metrics and the health probes on this port (0 picks a free one). Default:
+    #: off. Environment: CONDUCTOR_WORKER_METRICS_PORT.
     metrics_port: int | None
+    #: The address the metrics endpoint binds (`0.0.0.0` or `::` to be reachable from outside).
+    #: Default: 127.0.0.1. Environment: CONDUCTOR_WORKER_METRICS_HOST.
+    metrics_host: str | None
+    #: Seconds between reads of each worker's queue depth from its servers (0: never). Default:
+    #: 10s. Environment: CONDUCTOR_WORKER_QUEUE_DEPTH_INTERVAL.
+    queue_depth_interval: float | None
     #: Timeout of requests other than polls, in seconds. Default: 30s.
     request_timeout: float | None
     #: A server's circuit breaker opens after this many failed polls in a row. Default: 3.
