@@ -168,6 +168,9 @@ impl Runtime {
         };
         let events = Arc::new(EventBus::default());
         let metrics = Arc::new(Registry::new(options.servers.len() > 1));
+        for member in servers.members() {
+            member.client.observe_requests(metrics.requests.clone());
+        }
         let deliveries = Arc::new(Deliveries::new(
             handle.clone(),
             Arc::clone(&servers),
@@ -316,6 +319,13 @@ impl Runtime {
             };
             (self.inner.metrics).set_circuit(m.client.url(), state, m.breaker.transitions());
         }
+        for worker in self.workers() {
+            let health = worker.health();
+            let held = i64::try_from(health.running + health.buffered).unwrap_or(i64::MAX);
+            worker.inner.metrics.in_flight.set(held);
+        }
+        let journalled = self.inner.deliveries.journalled();
+        (self.inner.metrics.journal_entries).set(i64::try_from(journalled).unwrap_or(i64::MAX));
         self.inner.metrics.render()
     }
 
@@ -537,6 +547,7 @@ impl Runtime {
                         Ok(outcome) => outcome.into_result(&id, &wf),
                         Err(e) => {
                             let reason = panic_message(e);
+                            worker.inner.metrics.uncaught.inc();
                             tracing::error!(task_id = %id, %reason, "task function panicked");
                             TaskResult::failed(&id, &wf, reason)
                         }
@@ -715,6 +726,9 @@ impl Inner {
     fn restart_loop(&self, slot: &mut LoopSlot, reason: &str, now: u64) {
         tracing::error!(task_type = %slot.worker.task_type(), server = %slot.server.url(), reason, "restarting the poll loop");
         slot.worker.inner.metrics.restarts.inc();
+        if slot.handle.as_ref().is_some_and(JoinHandle::is_finished) {
+            slot.worker.inner.metrics.uncaught.inc(); // the loop died (a panic)
+        }
         self.events.emit(Event::PollLoopRestarted {
             task_type: slot.worker.task_type().to_owned(),
             server: slot.server.id(),

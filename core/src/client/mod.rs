@@ -92,6 +92,8 @@ pub struct ServerClient {
     /// When a poll or an update last got a 2xx answer (ms since the epoch; 0: never): the
     /// readiness probe's evidence that this server is reachable.
     answered_ms: AtomicU64,
+    /// `http_api_client_request_seconds`, once the runtime gave it.
+    request_seconds: std::sync::OnceLock<prometheus::HistogramVec>,
 }
 
 impl fmt::Debug for ServerClient {
@@ -162,6 +164,40 @@ fn install_crypto_provider() {
     });
 }
 
+impl ServerClient {
+    fn observe_request(
+        &self,
+        endpoint: &str,
+        method: &Method,
+        answer: Option<&reqwest::Response>,
+        took: Duration,
+    ) {
+        if let Some(histograms) = self.request_seconds.get() {
+            let status = answer.map(|r| r.status());
+            let status = status.as_ref().map_or("error", StatusCode::as_str);
+            histograms
+                .with_label_values(&[method.as_str(), route_of(endpoint), status])
+                .observe(took.as_secs_f64());
+        }
+    }
+}
+
+/// The route template of each request, as `http_api_client_request_seconds` labels it (never
+/// with a task id or type in it, which would make a series per task).
+fn route_of(endpoint: &str) -> &'static str {
+    match endpoint {
+        "batch poll" => "/tasks/poll/batch/{taskType}",
+        "update-v2" => "/tasks/update-v2",
+        "update" => "/tasks",
+        "add task log" => "/tasks/{taskId}/log",
+        "get task" => "/tasks/{taskId}",
+        "register task definitions" => "/metadata/taskdefs",
+        "queue size" => "/tasks/queue/size",
+        "external storage location" => "/tasks/externalstoragelocation",
+        _ => "other",
+    }
+}
+
 /// The requests whose 2xx answer shows the server is there for this worker.
 const ANSWERS_SHOW_REACHABLE: [&str; 3] = ["batch poll", "update-v2", "update"];
 
@@ -208,7 +244,13 @@ impl ServerClient {
             update_url: parse_endpoint(&config.url, "/tasks")?,
             update_v2_url: parse_endpoint(&config.url, "/tasks/update-v2")?,
             answered_ms: AtomicU64::new(0),
+            request_seconds: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Times every request from now on into `histograms` (labels `method`, `uri`, `status`).
+    pub fn observe_requests(&self, histograms: prometheus::HistogramVec) {
+        let _ = self.request_seconds.set(histograms);
     }
 
     /// When a poll or an update last got a 2xx answer from this server.
@@ -304,7 +346,10 @@ impl ServerClient {
             if let Some(token) = &token {
                 request = request.header("X-Authorization", token);
             }
-            let response = request.send().await.map_err(|e| Error::Transport {
+            let started = std::time::Instant::now();
+            let sent = request.send().await;
+            self.observe_request(endpoint, &method, sent.as_ref().ok(), started.elapsed());
+            let response = sent.map_err(|e| Error::Transport {
                 server: self.url.clone(),
                 timed_out: e.is_timeout(),
                 message: error_text(&e),

@@ -255,6 +255,14 @@ impl Deliveries {
         }
     }
 
+    /// Results on their way whose copy is in the journal (their delivery failed once).
+    pub(crate) fn journalled(&self) -> usize {
+        self.pending
+            .lock()
+            .map(|p| p.values().filter(|d| d.journal_id.is_some()).count())
+            .unwrap_or(0)
+    }
+
     /// Deliveries that have not started an attempt for longer than `after`: a delivery task
     /// that died, or a runtime too wedged to run it (retries start every 30 s at most).
     pub(crate) fn stalled(&self, after: Duration) -> usize {
@@ -281,8 +289,23 @@ impl Deliveries {
         origin: &Origin,
         metrics: Option<&WorkerMetrics>,
     ) -> crate::Result<Arc<TaskResult>> {
+        if let Some(size) = payloads::serialized_size(&result.output_data, self.output_threshold) {
+            // Small enough to go inline, the common case: counted once, never uploaded.
+            if let Some(m) = metrics {
+                m.result_size.set(i64::try_from(size).unwrap_or(i64::MAX));
+            }
+            return Ok(Arc::clone(result));
+        }
         let (sent, upload) =
             payloads::externalize_output(server, result, self.output_threshold).await?;
+        if let Some(m) = metrics {
+            let size = upload.as_ref().map_or_else(
+                || payloads::serialized_size(&result.output_data, usize::MAX),
+                |u| Some(u.bytes),
+            );
+            m.result_size
+                .set(size.and_then(|n| i64::try_from(n).ok()).unwrap_or(i64::MAX));
+        }
         if let Some(upload) = upload {
             if let Some(m) = metrics {
                 m.external_writes.inc();

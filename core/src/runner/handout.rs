@@ -232,6 +232,7 @@ impl WorkerInner {
             previous.stop_lease();
         }
         self.metrics.running.inc();
+        self.metrics.started.inc();
         if self.events.enabled() {
             self.events.emit(Event::ExecutionStarted {
                 task_type: self.options.task_type.clone(),

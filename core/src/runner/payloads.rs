@@ -113,9 +113,10 @@ async fn fetch_input(server: &ServerClient, path: &str) -> Result<Vec<u8>, Input
         .map_err(InputUnavailable::Request)
 }
 
-/// Whether `output` serializes to more than `limit` bytes. Stops counting at the limit, so a
-/// small output costs one short serialization and a large one no more than `limit` bytes of it.
-pub(crate) fn exceeds(output: &JsonObject, limit: usize) -> bool {
+/// The size of `output`'s JSON, or `None` when it is more than `limit` bytes. Stops counting at
+/// the limit, so a small output costs one short serialization and a large one no more than
+/// `limit` bytes of it.
+pub(crate) fn serialized_size(output: &JsonObject, limit: usize) -> Option<usize> {
     struct Counter {
         written: usize,
         limit: usize,
@@ -132,12 +133,16 @@ pub(crate) fn exceeds(output: &JsonObject, limit: usize) -> bool {
             Ok(())
         }
     }
-    if output.is_empty() {
-        return false;
-    }
     let mut counter = Counter { written: 0, limit };
     // Serializing a `Value` fails only through the writer.
-    serde_json::to_writer(&mut counter, output).is_err()
+    serde_json::to_writer(&mut counter, output)
+        .is_ok()
+        .then_some(counter.written)
+}
+
+/// Whether `output` serializes to more than `limit` bytes (an empty one never does).
+pub(crate) fn exceeds(output: &JsonObject, limit: usize) -> bool {
+    !output.is_empty() && serialized_size(output, limit).is_none()
 }
 
 /// The JSON of a large output in a buffer of exactly its size: growing one by doubling would
@@ -218,6 +223,8 @@ mod tests {
         assert!(!exceeds(&output, size));
         assert!(exceeds(&output, size - 1));
         assert!(!exceeds(&JsonObject::new(), 0));
+        assert_eq!(serialized_size(&output, size), Some(size));
+        assert_eq!(serialized_size(&output, size - 1), None);
     }
 
     #[test]

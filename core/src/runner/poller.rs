@@ -112,7 +112,7 @@ impl PollLoop {
         let mut state = self.worker.state.subscribe();
         let mut streaks = Streaks::default();
         loop {
-            if !wait_until_running(&mut state, deadline).await {
+            if !wait_until_running(&mut state, deadline, &self.worker.metrics.paused).await {
                 return;
             }
             let server_id = self.server.id();
@@ -123,6 +123,9 @@ impl PollLoop {
                 continue;
             };
             deadline.store(NO_DEADLINE, Ordering::Relaxed);
+            if self.worker.free_slots() == 0 {
+                self.worker.metrics.queue_full.inc(); // it waits for an executor to be free
+            }
             let Some(reservation) = self.worker.reserve(server_id).await else {
                 if admission == Admission::Probe {
                     member.breaker.on_probe_abandoned();
@@ -311,17 +314,21 @@ fn expect_progress_within(deadline: &AtomicU64, d: Duration) {
     deadline.store(at, Ordering::Relaxed);
 }
 
-/// Waits while the worker is created or paused (no progress is expected meanwhile). Returns
-/// whether it runs: false once it stops.
+/// Waits while the worker is created or paused (no progress is expected meanwhile), counting
+/// each wait of a paused worker in `paused`. Returns whether it runs: false once it stops.
 async fn wait_until_running(
     state: &mut watch::Receiver<WorkerState>,
     deadline: &AtomicU64,
+    paused: &prometheus::IntCounter,
 ) -> bool {
     loop {
         let current = *state.borrow_and_update();
         match current {
             WorkerState::Stopping | WorkerState::Stopped => return false,
             WorkerState::Created | WorkerState::Paused => {
+                if current == WorkerState::Paused {
+                    paused.inc();
+                }
                 deadline.store(NO_DEADLINE, Ordering::Relaxed);
                 if state.changed().await.is_err() {
                     return false;

@@ -6,11 +6,18 @@
 //! | `task_poll_total` | counter | polls sent |
 //! | `task_poll_error_total` | counter | polls that failed |
 //! | `task_poll_time_seconds` | histogram | poll round trips (long polls included) |
+//! | `task_paused_total` | counter | times a poll loop found its worker paused and waited |
+//! | `task_execution_queue_full_total` | counter | times a poll loop waited because every executor was busy |
+//! | `task_execution_started_total` | counter | tasks handed to an executor |
 //! | `task_execute_time_seconds` | histogram | hand-out to result, per task |
 //! | `task_execute_error_total` | counter | tasks whose result is a failure |
 //! | `task_update_time_seconds` | histogram | result delivery round trips |
 //! | `task_update_error_total` | counter | delivery attempts that failed (each is retried) |
 //! | `task_abandoned_total` | counter | tasks an executor dropped without a result |
+//! | `task_result_size_bytes` | gauge | the JSON size of the last result's output |
+//! | `task_ack_error_total`, `task_ack_failed_total` | counter | always 0, for dashboards: the batch poll acknowledges tasks, so there is no ack call to fail |
+//! | `thread_uncaught_exceptions_total` | counter | task functions that panicked and poll loops that died (each restarted) |
+//! | `http_api_client_request_seconds` | histogram | every request to a server, by `method`, `uri` (the route template, never an id) and `status` (`error` when no answer came) |
 //! | `active_workers` | gauge | tasks running now |
 //! | `worker_restart_total` | counter | poll loops restarted by the supervisor |
 //! | `external_payload_used_total` | counter | inputs downloaded (`READ`, `TASK_INPUT`) and outputs uploaded (`WRITE`, `TASK_OUTPUT`) from the server's external storage |
@@ -20,6 +27,8 @@
 //! | `conductor_worker_pending_updates` | gauge | results accepted but not yet delivered |
 //! | `conductor_worker_circuit_state` | gauge | each server's circuit breaker: 0 closed, 1 open, 2 half-open |
 //! | `conductor_worker_circuit_transitions_total` | counter | its state changes |
+//! | `conductor_worker_in_flight_tasks` | gauge | tasks a worker holds: running, or polled and waiting for an executor |
+//! | `conductor_worker_journal_entries` | gauge | undelivered results kept in the journal now |
 //!
 //! The `prometheus` crate keeps them and writes the text exposition format (0.0.4), which
 //! Prometheus and the `prometheus_client` Python parser both read. Each worker holds its own
@@ -53,6 +62,14 @@ struct Families {
     external_time: HistogramVec,
     queue_depth: IntGaugeVec,
     queue_depth_errors: IntCounterVec,
+    paused: IntCounterVec,
+    queue_full: IntCounterVec,
+    started: IntCounterVec,
+    result_size: IntGaugeVec,
+    ack_errors: IntCounterVec,
+    ack_failures: IntCounterVec,
+    uncaught: IntCounterVec,
+    in_flight: IntGaugeVec,
     /// Whether series that tell servers apart carry a `server` label.
     several_servers: bool,
 }
@@ -60,83 +77,91 @@ struct Families {
 /// The label of almost every family.
 const TASK_TYPE: &[&str] = &["taskType"];
 
+/// Registers families on one registry.
+struct Define<'r>(&'r prometheus::Registry);
+
+impl Define<'_> {
+    fn counter(
+        &self,
+        name: &str,
+        help: &str,
+        labels: &[&str],
+    ) -> prometheus::Result<IntCounterVec> {
+        let vec = IntCounterVec::new(Opts::new(name, help), labels)?;
+        self.0.register(Box::new(vec.clone()))?;
+        Ok(vec)
+    }
+
+    fn gauge(&self, name: &str, help: &str, labels: &[&str]) -> prometheus::Result<IntGaugeVec> {
+        let vec = IntGaugeVec::new(Opts::new(name, help), labels)?;
+        self.0.register(Box::new(vec.clone()))?;
+        Ok(vec)
+    }
+
+    fn histogram(
+        &self,
+        name: &str,
+        help: &str,
+        labels: &[&str],
+    ) -> prometheus::Result<HistogramVec> {
+        let opts = HistogramOpts::new(name, help).buckets(BUCKETS.to_vec());
+        let vec = HistogramVec::new(opts, labels)?;
+        self.0.register(Box::new(vec.clone()))?;
+        Ok(vec)
+    }
+}
+
+/// Said of `task_ack_error_total` and `task_ack_failed_total`, kept for dashboards.
+const NO_ACK: &str = "Always 0: the batch poll acknowledges tasks (no ack call)";
+
 impl Families {
     fn new(registry: &prometheus::Registry, several_servers: bool) -> prometheus::Result<Self> {
-        let counter = |name: &str, help: &str, labels: &[&str]| {
-            let vec = IntCounterVec::new(Opts::new(name, help), labels)?;
-            registry.register(Box::new(vec.clone()))?;
-            Ok::<_, prometheus::Error>(vec)
-        };
-        let histogram = |name: &str, help: &str, labels: &[&str]| {
-            let opts = HistogramOpts::new(name, help).buckets(BUCKETS.to_vec());
-            let vec = HistogramVec::new(opts, labels)?;
-            registry.register(Box::new(vec.clone()))?;
-            Ok::<_, prometheus::Error>(vec)
-        };
-        let gauge = |name: &str, help: &str, labels: &[&str]| {
-            let vec = IntGaugeVec::new(Opts::new(name, help), labels)?;
-            registry.register(Box::new(vec.clone()))?;
-            Ok::<_, prometheus::Error>(vec)
+        let d = Define(registry);
+        let t = TASK_TYPE;
+        let depth_labels: &[&str] = if several_servers {
+            &["taskType", "domain", "server"]
+        } else {
+            &["taskType", "domain"]
         };
         Ok(Self {
-            polls: counter("task_poll_total", "Polls sent", TASK_TYPE)?,
-            poll_errors: counter("task_poll_error_total", "Polls that failed", TASK_TYPE)?,
-            poll_time: histogram("task_poll_time_seconds", "Poll round trips", TASK_TYPE)?,
-            execute_time: histogram(
-                "task_execute_time_seconds",
-                "Task execution time",
-                TASK_TYPE,
-            )?,
-            execute_errors: counter(
-                "task_execute_error_total",
-                "Tasks whose result is a failure",
-                TASK_TYPE,
-            )?,
-            update_time: histogram(
-                "task_update_time_seconds",
-                "Result delivery round trips",
-                TASK_TYPE,
-            )?,
-            update_errors: counter(
-                "task_update_error_total",
-                "Result deliveries that failed",
-                TASK_TYPE,
-            )?,
-            abandoned: counter(
-                "task_abandoned_total",
-                "Tasks an executor dropped without a result",
-                TASK_TYPE,
-            )?,
-            running: gauge("active_workers", "Tasks running now", TASK_TYPE)?,
-            restarts: counter(
-                "worker_restart_total",
-                "Poll loops restarted by the supervisor",
-                TASK_TYPE,
-            )?,
-            external_used: counter(
+            polls: d.counter("task_poll_total", "Polls sent", t)?,
+            poll_errors: d.counter("task_poll_error_total", "Polls that failed", t)?,
+            poll_time: d.histogram("task_poll_time_seconds", "Poll round trips", t)?,
+            execute_time: d.histogram("task_execute_time_seconds", "Task execution time", t)?,
+            execute_errors: d.counter("task_execute_error_total", "Failed results", t)?,
+            update_time: d.histogram("task_update_time_seconds", "Result deliveries", t)?,
+            update_errors: d.counter("task_update_error_total", "Failed deliveries", t)?,
+            abandoned: d.counter("task_abandoned_total", "Tasks dropped without a result", t)?,
+            running: d.gauge("active_workers", "Tasks running now", t)?,
+            restarts: d.counter("worker_restart_total", "Poll loops restarted", t)?,
+            external_used: d.counter(
                 "external_payload_used_total",
                 "Payloads read from or written to the server's external storage",
                 &["taskType", "operation", "payloadType"],
             )?,
-            external_time: histogram(
+            external_time: d.histogram(
                 "external_payload_time_seconds",
                 "Downloads and uploads of external payloads",
                 &["taskType", "operation"],
             )?,
-            queue_depth: gauge(
+            queue_depth: d.gauge(
                 "task_queue_depth",
-                "Tasks waiting in the server's queue",
-                if several_servers {
-                    &["taskType", "domain", "server"]
-                } else {
-                    &["taskType", "domain"]
-                },
+                "Tasks waiting in the queue",
+                depth_labels,
             )?,
-            queue_depth_errors: counter(
-                "task_queue_depth_error_total",
-                "Queue depth reads that failed",
-                TASK_TYPE,
+            queue_depth_errors: d.counter("task_queue_depth_error_total", "Failed reads", t)?,
+            paused: d.counter("task_paused_total", "Poll loop waits while paused", t)?,
+            queue_full: d.counter(
+                "task_execution_queue_full_total",
+                "Waits for an executor",
+                t,
             )?,
+            started: d.counter("task_execution_started_total", "Tasks handed out", t)?,
+            result_size: d.gauge("task_result_size_bytes", "Last output's JSON size", t)?,
+            ack_errors: d.counter("task_ack_error_total", NO_ACK, t)?,
+            ack_failures: d.counter("task_ack_failed_total", NO_ACK, t)?,
+            uncaught: d.counter("thread_uncaught_exceptions_total", "Panics", t)?,
+            in_flight: d.gauge("conductor_worker_in_flight_tasks", "Tasks held", t)?,
             several_servers,
         })
     }
@@ -175,6 +200,18 @@ pub struct WorkerMetrics {
     pub external_write_time: Histogram,
     /// `task_queue_depth_error_total`
     pub queue_depth_errors: IntCounter,
+    /// `task_paused_total`
+    pub paused: IntCounter,
+    /// `task_execution_queue_full_total`
+    pub queue_full: IntCounter,
+    /// `task_execution_started_total`
+    pub started: IntCounter,
+    /// `task_result_size_bytes`
+    pub result_size: IntGauge,
+    /// `thread_uncaught_exceptions_total`
+    pub uncaught: IntCounter,
+    /// `conductor_worker_in_flight_tasks` (set when the metrics are rendered)
+    pub in_flight: IntGauge,
     task_type: String,
     domain: String,
     /// The servers whose queue depth is recorded (their series go when the worker does).
@@ -186,6 +223,9 @@ impl WorkerMetrics {
     fn new(families: Arc<Families>, task_type: &str, domain: &str) -> Self {
         let t = &[task_type];
         let f = &families;
+        // Series of their own at 0, so that a dashboard's query for them finds the worker.
+        f.ack_errors.with_label_values(t);
+        f.ack_failures.with_label_values(t);
         Self {
             polls: f.polls.with_label_values(t),
             poll_errors: f.poll_errors.with_label_values(t),
@@ -206,6 +246,12 @@ impl WorkerMetrics {
             external_read_time: f.external_time.with_label_values(&[task_type, "READ"]),
             external_write_time: f.external_time.with_label_values(&[task_type, "WRITE"]),
             queue_depth_errors: f.queue_depth_errors.with_label_values(t),
+            paused: f.paused.with_label_values(t),
+            queue_full: f.queue_full.with_label_values(t),
+            started: f.started.with_label_values(t),
+            result_size: f.result_size.with_label_values(t),
+            uncaught: f.uncaught.with_label_values(t),
+            in_flight: f.in_flight.with_label_values(t),
             task_type: task_type.to_owned(),
             domain: domain.to_owned(),
             depth_servers: std::sync::Mutex::default(),
@@ -246,13 +292,21 @@ impl Drop for WorkerMetrics {
             &f.restarts,
             &f.abandoned,
             &f.queue_depth_errors,
+            &f.paused,
+            &f.queue_full,
+            &f.started,
+            &f.ack_errors,
+            &f.ack_failures,
+            &f.uncaught,
         ] {
             let _ = vec.remove_label_values(t);
         }
         for vec in [&f.poll_time, &f.execute_time, &f.update_time] {
             let _ = vec.remove_label_values(t);
         }
-        let _ = f.running.remove_label_values(t);
+        for vec in [&f.running, &f.result_size, &f.in_flight] {
+            let _ = vec.remove_label_values(t);
+        }
         let _ = (f.external_used).remove_label_values(&[t[0], "READ", "TASK_INPUT"]);
         let _ = (f.external_used).remove_label_values(&[t[0], "WRITE", "TASK_OUTPUT"]);
         let _ = f.external_time.remove_label_values(&[t[0], "READ"]);
@@ -278,6 +332,10 @@ pub struct Registry {
     pub pending_updates: IntGauge,
     circuit_state: IntGaugeVec,
     circuit_transitions: IntCounterVec,
+    /// `http_api_client_request_seconds{method,uri,status}`
+    pub requests: HistogramVec,
+    /// `conductor_worker_journal_entries` (set when the metrics are rendered)
+    pub journal_entries: IntGauge,
 }
 
 impl Default for Registry {
@@ -318,12 +376,28 @@ impl Registry {
             &["server"],
         )?;
         registry.register(Box::new(circuit_transitions.clone()))?;
+        let requests = HistogramVec::new(
+            HistogramOpts::new(
+                "http_api_client_request_seconds",
+                "Requests to the servers, by route template",
+            )
+            .buckets(BUCKETS.to_vec()),
+            &["method", "uri", "status"],
+        )?;
+        registry.register(Box::new(requests.clone()))?;
+        let journal_entries = IntGauge::new(
+            "conductor_worker_journal_entries",
+            "Undelivered results kept in the journal",
+        )?;
+        registry.register(Box::new(journal_entries.clone()))?;
         Ok(Self {
             registry,
             families,
             pending_updates,
             circuit_state,
             circuit_transitions,
+            requests,
+            journal_entries,
         })
     }
 
