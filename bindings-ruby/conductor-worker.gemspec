@@ -14,7 +14,8 @@ end
 
 require_relative "cargo_version"
 
-platform = ENV.fetch("CONDUCTOR_WORKER_GEM_PLATFORM", nil)
+platform = ENV.fetch("CONDUCTOR_WORKER_GEM_PLATFORM", "")
+platform = nil if platform.empty?
 prebuilt = Dir["bindings-ruby/lib/conductor_worker/[0-9]*/conductor_worker_ruby.so"].sort
 if platform && prebuilt.empty?
   raise "no prebuilt extension in bindings-ruby/lib/conductor_worker/<major.minor>/: run scripts/dist.sh"
