@@ -4,6 +4,7 @@ process (one per process: a forked child starts its own)."""
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import threading
@@ -17,6 +18,8 @@ _WAIT = 0.5
 # The process whose forwarding thread runs (a forked child has none until it starts one).
 _puller: dict[str, int] = {}
 _puller_lock = threading.Lock()
+_pull_thread: list[threading.Thread] = []
+_exiting = threading.Event()
 
 
 def forward(records: list[tuple[int, str, str, float]]) -> None:
@@ -33,7 +36,7 @@ def forward(records: list[tuple[int, str, str, float]]) -> None:
 
 
 def _pull() -> None:
-    while True:
+    while not _exiting.is_set():
         records = _native.next_log_records(_BATCH, _WAIT)
         try:
             forward(records)
@@ -48,5 +51,20 @@ def sync_level() -> None:
     _native.set_log_level(max(1, min(255, logger.getEffectiveLevel())))
     with _puller_lock:
         if _puller.get("pid") != os.getpid():
-            threading.Thread(target=_pull, name="conductor-worker-logs", daemon=True).start()
+            thread = threading.Thread(target=_pull, name="conductor-worker-logs", daemon=True)
+            thread.start()
+            _pull_thread[:] = [thread]
             _puller["pid"] = os.getpid()
+
+
+def _stop_pulling_at_exit() -> None:
+    # A daemon thread that comes back from a wait in Rust while the interpreter finalizes is
+    # ended by CPython with pthread_exit, whose forced unwind through the extension's frames can
+    # crash the process at exit; so the thread ends before finalization starts.
+    _exiting.set()
+    for thread in _pull_thread:
+        if thread.ident != threading.get_ident():
+            thread.join(timeout=_WAIT + 1)
+
+
+atexit.register(_stop_pulling_at_exit)

@@ -722,6 +722,11 @@ def _stop_at_exit() -> None:
     for runner in list(_runners):
         if runner._pid == os.getpid() and runner.state == "running":
             runner.stop()
+        # Its event thread waits in Rust up to 0.5 s at a time; it must be out before the
+        # interpreter finalizes (see _logging._stop_pulling_at_exit).
+        events = runner._events_thread
+        if runner._pid == os.getpid() and events is not None and runner._stopped.is_set():
+            events.join(timeout=1.5)
 
 
 atexit.register(_stop_at_exit)
